@@ -1,0 +1,148 @@
+"""ORM models: the schema contract of DESIGN.md, mirrored exactly by the migrations.
+
+Statuses are TEXT with named CHECK constraints rather than PostgreSQL enums (cheap to extend,
+no type to migrate). Every constraint and index gets its name from one naming convention, so
+``alembic check`` compares them by name and a changed CHECK must get a new one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HEALTH_STATUSES = ("healthy", "degraded", "down")
+SEVERITIES = ("info", "warning", "critical")
+ALERT_STATUSES = ("active", "acknowledged", "resolved")
+SERVICE_NAME_MAX = 100
+ALERT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+# ASCII C0 controls, DEL and the C1 block; NUL cannot reach a text column at all.
+CONTROL_CHARACTERS_PATTERN = r"[\u0001-\u001f\u007f-\u009f]"
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _service_name_check() -> CheckConstraint:
+    return CheckConstraint(
+        f"char_length(service_name) BETWEEN 1 AND {SERVICE_NAME_MAX} "
+        f"AND service_name !~ '{CONTROL_CHARACTERS_PATTERN}'",
+        name="service_name_valid",
+    )
+
+
+def _object_check(column: str) -> CheckConstraint:
+    return CheckConstraint(f"jsonb_typeof({column}) = 'object'", name=f"{column}_is_object")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute as is
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        str: Text,
+    }
+
+
+class ServiceHealthCheck(Base):
+    """One probe of one service. Append-only: rows change only by insert; purge deletes."""
+
+    __tablename__ = "service_health_checks"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    service_name: Mapped[str]
+    status: Mapped[str]
+    latency_ms: Mapped[int | None]
+    probe_details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    error_message: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+    __table_args__ = (
+        _service_name_check(),
+        CheckConstraint(_in("status", HEALTH_STATUSES), name="status_valid"),
+        CheckConstraint("latency_ms >= 0", name="latency_ms_non_negative"),
+        _object_check("probe_details"),
+        Index(None, "created_at"),
+    )
+
+
+# Newest-first per service: latest status and per-service history walk it without sorting.
+Index(
+    "ix_service_health_checks_service_name_created_at",
+    ServiceHealthCheck.service_name,
+    ServiceHealthCheck.created_at.desc(),
+)
+
+
+class AlertEvent(Base):
+    """One alert about a service and its whole lifecycle: active → acknowledged → resolved."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    service_name: Mapped[str]
+    alert_type: Mapped[str]
+    severity: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=text("'active'"))
+    message: Mapped[str]
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    occurrence_count: Mapped[int] = mapped_column(server_default=text("1"))
+    last_seen_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None]
+
+    __table_args__ = (
+        _service_name_check(),
+        CheckConstraint(f"alert_type ~ '{ALERT_TYPE_PATTERN}'", name="alert_type_slug"),
+        CheckConstraint(_in("severity", SEVERITIES), name="severity_valid"),
+        CheckConstraint(_in("status", ALERT_STATUSES), name="status_valid"),
+        _object_check("details"),
+        CheckConstraint("occurrence_count >= 1", name="occurrence_count_positive"),
+        CheckConstraint(
+            "(status = 'active' AND acknowledged_at IS NULL AND resolved_at IS NULL)"
+            " OR (status = 'acknowledged' AND acknowledged_at IS NOT NULL AND resolved_at IS NULL)"
+            " OR (status = 'resolved' AND resolved_at IS NOT NULL)",
+            name="status_timestamps_consistent",
+        ),
+        CheckConstraint(
+            "(acknowledged_at IS NULL) = (acknowledged_by IS NULL)"
+            " AND (resolved_at IS NULL) = (resolved_by IS NULL)",
+            name="actor_recorded",
+        ),
+        Index(None, "created_at"),
+        Index(
+            "uq_alert_events_open_service_name_alert_type",
+            "service_name",
+            "alert_type",
+            unique=True,
+            postgresql_where=text("status <> 'resolved'"),
+        ),
+    )
