@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -24,7 +24,13 @@ _ACCEPTED_SCHEMES = frozenset(
 # Supavisor/PgBouncer in transaction mode hand each transaction to a different backend, so
 # server-side prepared statements break there; Supabase serves that mode on port 6543.
 _TRANSACTION_POOLER_PORT = 6543
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z0-9+]+://)(?P<user>[^:@/]*)(?::[^@]*)?@", re.IGNORECASE)
+# user:password@ up to the LAST "@" (an unencoded "@" may sit inside the password), with or
+# without a scheme in front; and libpq's password=... in a query string or key=value DSN.
+_CREDENTIALS = re.compile(
+    r"^(?P<scheme>[a-z][a-z0-9+.-]*://)?(?P<user>[^:@/]*)(?P<password>:.*)?@(?=[^@]*$)",
+    re.IGNORECASE | re.DOTALL,
+)
+_PASSWORD_PARAMETER = re.compile(r"(?P<key>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)", re.I)
 
 MISSING_URL_HINT = (
     "no database configured: set DATABASE_URL, e.g. "
@@ -46,7 +52,8 @@ class Settings(BaseSettings):
     migration_lock_timeout: float = 60.0
     """``MIGRATION_LOCK_TIMEOUT``: seconds to wait for another process's running migration."""
 
-    data_dir: Path = Path(".cim-monitoring")
+    # Without the alias pydantic-settings would read the generic ``DATA_DIR`` instead.
+    data_dir: Path = Field(Path(".cim-monitoring"), validation_alias="CIM_MONITORING_DATA_DIR")
     """``CIM_MONITORING_DATA_DIR``: where the embedded PostgreSQL keeps its data."""
 
     def sqlalchemy_url(self) -> URL:
@@ -58,9 +65,11 @@ class Settings(BaseSettings):
 
 def redact_url(raw: str | URL) -> str:
     """A URL safe to print: the password, if any, replaced by ``***``."""
-    if isinstance(raw, URL):
-        return raw.render_as_string(hide_password=True)
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", raw.strip(), count=1)
+    text = raw.render_as_string(hide_password=True) if isinstance(raw, URL) else raw.strip()
+    text = _CREDENTIALS.sub(
+        lambda m: f"{m['scheme'] or ''}{m['user']}{':***' if m['password'] else ''}@", text
+    )
+    return _PASSWORD_PARAMETER.sub(lambda m: f"{m['key']}***", text)
 
 
 def normalize_url(raw: str | URL) -> URL:
@@ -86,6 +95,12 @@ def normalize_url(raw: str | URL) -> URL:
         raise ConfigurationError(
             f"DATABASE_URL has unsupported scheme {url.drivername!r} in {redact_url(url)}: "
             "use postgres://, postgresql:// or postgresql+psycopg://"
+        )
+    if url.host and "@" in url.host:
+        # An unencoded "@" in the password: the rest of the password would pass for the host.
+        raise ConfigurationError(
+            f"DATABASE_URL has an unencoded '@' in its credentials: {redact_url(raw)} "
+            "(percent-encode it as %40)"
         )
     if not url.database:
         raise ConfigurationError(f"DATABASE_URL names no database: {redact_url(url)}")

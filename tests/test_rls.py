@@ -1,0 +1,162 @@
+"""Row Level Security: only monitoring_admin (and its members) may touch the monitoring tables.
+
+The fixtures connect as a superuser, who bypasses RLS, so every denial is observed after
+``SET LOCAL ROLE`` to a throwaway NOLOGIN role created inside the test's transaction (roles are
+transactional: the rollback at teardown removes them).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from psycopg import errors as pg_errors
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import ProgrammingError
+
+TABLES = ("service_health_checks", "alert_events")
+POLICED = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+INSERTS = {
+    "service_health_checks": "INSERT INTO service_health_checks (service_name, status) "
+    "VALUES ('api', 'healthy')",
+    "alert_events": "INSERT INTO alert_events (service_name, alert_type, severity, message) "
+    "VALUES (:service, 'service_down', 'critical', 'down')",
+}
+UPDATES = {
+    "service_health_checks": "UPDATE service_health_checks SET latency_ms = 1",
+    "alert_events": "UPDATE alert_events SET occurrence_count = occurrence_count + 1",
+}
+
+
+def create_role(connection: Connection, *, grants: bool, admin: bool = False) -> str:
+    name = f"cim_test_role_{uuid.uuid4().hex[:12]}"
+    connection.execute(text(f"CREATE ROLE {name} NOLOGIN NOSUPERUSER NOBYPASSRLS"))
+    if grants:
+        connection.execute(
+            text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(TABLES)} TO {name}")
+        )
+    if admin:
+        connection.execute(text(f"GRANT monitoring_admin TO {name}"))
+    return name
+
+
+def seed(connection: Connection, table: str, rows: int = 2) -> None:
+    for i in range(rows):
+        connection.execute(text(INSERTS[table]), {"service": f"seed-{i}"})
+
+
+def count(connection: Connection, table: str) -> int:
+    return connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_rls_enabled_and_forced(connection: Connection) -> None:
+    rows = connection.execute(
+        text(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE oid IN ('service_health_checks'::regclass, 'alert_events'::regclass)"
+        )
+    ).all()
+    assert sorted(rows) == [("alert_events", True, True), ("service_health_checks", True, True)]
+
+
+def test_admin_policies(connection: Connection) -> None:
+    policies = connection.execute(
+        text(
+            "SELECT tablename, policyname, permissive, roles::text[], cmd, qual, with_check "
+            "FROM pg_policies WHERE schemaname = 'public' AND tablename = ANY(:tables)"
+        ),
+        {"tables": list(TABLES)},
+    ).all()
+    assert sorted(policies) == [
+        (t, f"{t}_admin_all", "PERMISSIVE", ["monitoring_admin"], "ALL", "true", "true")
+        for t in sorted(TABLES)
+    ]
+
+
+@pytest.mark.parametrize("table", [*TABLES, "alembic_version"])
+def test_no_privilege_for_public(connection: Connection, table: str) -> None:
+    acl = connection.execute(
+        text("SELECT relacl::text[] FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
+    ).scalar_one()
+    # NULL would mean "default privileges"; the migration's REVOKE must leave an explicit ACL.
+    assert acl is not None
+    public = connection.execute(
+        text(
+            "SELECT count(*) FROM pg_class, aclexplode(relacl) AS a "
+            "WHERE pg_class.oid = CAST(:t AS regclass) AND a.grantee = 0"
+        ),
+        {"t": table},
+    ).scalar_one()
+    assert public == 0
+
+
+def test_monitoring_admin_privileges(connection: Connection) -> None:
+    for table in TABLES:
+        granted = connection.execute(
+            text(
+                "SELECT a.privilege_type FROM pg_class, aclexplode(relacl) AS a "
+                "WHERE pg_class.oid = CAST(:t AS regclass) "
+                "AND a.grantee = 'monitoring_admin'::regrole"
+            ),
+            {"t": table},
+        ).scalars()
+        assert set(granted) == POLICED
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_outsider_with_privileges_sees_and_changes_nothing(
+    connection: Connection, table: str
+) -> None:
+    seed(connection, table)
+    role = create_role(connection, grants=True)
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+    assert connection.execute(text("SELECT current_user")).scalar_one() == role
+
+    assert count(connection, table) == 0
+    assert connection.execute(text(UPDATES[table])).rowcount == 0
+    assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 0
+    with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
+        connection.execute(text(INSERTS[table]), {"service": "intruder"})
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
+    assert "row-level security policy" in str(caught.value.orig)
+
+    connection.execute(text("RESET ROLE"))
+    # Nothing changed underneath: the seeded rows are intact and nobody else got in.
+    assert count(connection, table) == 2
+    assert connection.execute(text(UPDATES[table])).rowcount == 2
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_outsider_without_privileges_is_refused(connection: Connection, table: str) -> None:
+    role = create_role(connection, grants=False)
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+    with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
+        count(connection, table)
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_owner_is_held_to_the_policies(connection: Connection, table: str) -> None:
+    """FORCE ROW LEVEL SECURITY: a non-superuser owner gets no free pass either."""
+    seed(connection, table)
+    role = create_role(connection, grants=False)
+    connection.execute(text(f"ALTER TABLE {table} OWNER TO {role}"))
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+    assert count(connection, table) == 0
+    with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
+        connection.execute(text(INSERTS[table]), {"service": "owner"})
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_member_of_monitoring_admin_has_full_access(connection: Connection, table: str) -> None:
+    seed(connection, table)
+    role = create_role(connection, grants=False, admin=True)
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+
+    assert count(connection, table) == 2
+    connection.execute(text(INSERTS[table]), {"service": "member"})
+    assert count(connection, table) == 3
+    assert connection.execute(text(UPDATES[table])).rowcount == 3
+    assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 3
+    assert count(connection, table) == 0
