@@ -6,6 +6,8 @@ operational error that a caller may want to catch as ``MonitoringError``.
 
 from __future__ import annotations
 
+import uuid
+
 
 class MonitoringError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -32,3 +34,24 @@ class IrreversibleMigration(MigrationError):
             "forward-only; write a new revision that undoes the change instead"
         )
         self.revision = revision
+
+
+class AlertNotFound(MonitoringError):
+    """No alert has this id (or row level security hides it from the caller)."""
+
+    def __init__(self, alert_id: uuid.UUID) -> None:
+        super().__init__(f"alert {alert_id} does not exist")
+        self.alert_id = alert_id
+
+
+class InvalidTransition(MonitoringError):
+    """The alert's lifecycle does not allow the requested change from its current status."""
+
+    def __init__(self, alert_id: uuid.UUID, current: str, target: str) -> None:
+        super().__init__(
+            f"alert {alert_id} is {current}; it cannot become {target} "
+            "(allowed: active → acknowledged → resolved, active → resolved)"
+        )
+        self.alert_id = alert_id
+        self.current = current
+        self.target = target

@@ -1,0 +1,98 @@
+"""Reading health checks: the newest status per service, and one service's history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.orm import Session
+
+from cim_monitoring.repository._common import CHECKS
+from cim_monitoring.schemas import HealthCheckOut, ServiceStatus
+from cim_monitoring.schemas.params import HistoryParams, LatestParams
+
+# One probe per service: the first index entry at or after a name, in the order of the
+# (service_name, created_at DESC) index, is that service's newest check. Ordering by both columns
+# (never "service_name = x ORDER BY created_at DESC") keeps the planner off the created_at index,
+# which it would otherwise pick and filter, scanning weeks of rows for a service gone silent.
+# Ties on created_at (one batch shares a timestamp) go to the highest id.
+_PROBE = """
+    SELECT h FROM service_health_checks AS h
+     WHERE h.service_name {op} {name}
+     ORDER BY h.service_name, h.created_at DESC, h.id DESC
+     LIMIT 1
+"""
+_COLUMNS = "(latest).service_name, (latest).status, (latest).latency_ms, (latest).created_at"
+# PostgreSQL has no skip scan: enumerate services by jumping from one name to the next.
+_LATEST_ALL = text(
+    f"""
+    WITH RECURSIVE newest AS (
+        SELECT ({_PROBE.format(op="IS NOT", name="NULL")}) AS latest
+        UNION ALL
+        SELECT ({_PROBE.format(op=">", name="(newest.latest).service_name")})
+          FROM newest
+         WHERE (newest.latest).id IS NOT NULL
+    )
+    SELECT {_COLUMNS} FROM newest
+     WHERE (latest).id IS NOT NULL
+     ORDER BY (latest).service_name
+    """  # noqa: S608 - assembled from constants; no value is interpolated
+)
+# MATERIALIZED: otherwise each (latest).column would run the probe again.
+_LATEST_OF = text(
+    f"""
+    WITH probes AS MATERIALIZED (
+        SELECT names.name, ({_PROBE.format(op=">=", name="names.name")}) AS latest
+          FROM (SELECT DISTINCT unnest(CAST(:services AS text[])) AS name) AS names
+    )
+    SELECT {_COLUMNS} FROM probes
+     WHERE (latest).service_name = probes.name
+     ORDER BY probes.name
+    """  # noqa: S608 - assembled from constants; no value is interpolated
+)
+
+
+def latest_status(session: Session, services: Sequence[str] | None = None) -> list[ServiceStatus]:
+    """The newest check of each service (of ``services`` when given), ordered by name.
+
+    Services without any check are left out.
+    """
+    params = LatestParams(services=services)
+    if params.services is None:
+        rows = session.execute(_LATEST_ALL)
+    else:
+        rows = session.execute(_LATEST_OF, {"services": list(params.services)})
+    return [ServiceStatus.model_validate(row) for row in rows]
+
+
+def check_history(
+    session: Session,
+    service: str,
+    *,
+    start: datetime,
+    end: datetime,
+    limit: int = 100,
+    before: HealthCheckOut | None = None,
+) -> list[HealthCheckOut]:
+    """One page of ``service``'s checks in ``[start, end)``, newest first.
+
+    For the next page pass the last check of this one as ``before``: pages are keyed on
+    ``(created_at, id)``, so rows arriving meanwhile cause neither gaps nor repeats.
+    """
+    params = HistoryParams(service=service, start=start, end=end, limit=limit, before=before)
+    query = select(CHECKS).where(
+        CHECKS.c.service_name == params.service,
+        CHECKS.c.created_at >= params.start,
+        CHECKS.c.created_at < params.end,
+    )
+    if params.before is not None:
+        cursor = params.before
+        query = query.where(
+            # The plain bound lets the index range stop at the cursor; the row comparison
+            # then only separates checks that share its timestamp.
+            CHECKS.c.created_at <= cursor.created_at,
+            tuple_(CHECKS.c.created_at, CHECKS.c.id) < tuple_(cursor.created_at, cursor.id),
+        )
+    query = query.order_by(CHECKS.c.created_at.desc(), CHECKS.c.id.desc()).limit(params.limit)
+    return [HealthCheckOut.model_validate(row) for row in session.execute(query)]

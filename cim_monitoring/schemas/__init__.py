@@ -1,0 +1,25 @@
+"""Validated inputs and frozen outputs of the repository API."""
+
+from cim_monitoring.schemas.fields import DETAILS_MAX_BYTES, MESSAGE_MAX
+from cim_monitoring.schemas.inputs import AlertIn, HealthCheckIn
+from cim_monitoring.schemas.outputs import (
+    AlertOut,
+    HealthCheckOut,
+    PurgeResult,
+    ServiceStats,
+    ServiceStatus,
+    StatusBucket,
+)
+
+__all__ = [
+    "DETAILS_MAX_BYTES",
+    "MESSAGE_MAX",
+    "AlertIn",
+    "AlertOut",
+    "HealthCheckIn",
+    "HealthCheckOut",
+    "PurgeResult",
+    "ServiceStats",
+    "ServiceStatus",
+    "StatusBucket",
+]

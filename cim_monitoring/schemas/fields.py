@@ -1,0 +1,109 @@
+"""Reusable field types: the database CHECKs restated in Python, plus what PostgreSQL cannot store.
+
+Validating here means bad input is reported with the field's name before any SQL runs, instead
+of surfacing as a constraint violation (or a driver crash, for NUL characters) mid-transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+from cim_monitoring.models import (
+    ALERT_TYPE_PATTERN,
+    CONTROL_CHARACTERS_PATTERN,
+    HEALTH_STATUSES,
+    SERVICE_NAME_MAX,
+    SEVERITIES,
+)
+
+# Serialized (compact JSON, UTF-8) size cap of probe_details / details: a probe or alert that
+# wants to attach more than this is attaching a payload, not a diagnosis.
+DETAILS_MAX_BYTES = 64 * 1024
+# Free-text columns (alert and probe error messages) have no CHECK; this bound keeps one
+# misbehaving caller from writing megabytes per row.
+MESSAGE_MAX = 10_000
+INT32_MAX = 2**31 - 1
+
+_CONTROL = re.compile(CONTROL_CHARACTERS_PATTERN)
+# Built once: json.dumps with non-default options would construct an encoder per call.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL. (Lone surrogates never get here: pydantic refuses them
+    # wherever a string has length constraints, which every text field has.)
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _one_of(allowed: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _walk_for_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _walk_for_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_walk_for_nul(item) for item in value)
+    return False
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    if not value:
+        return value
+    try:
+        serialized = _COMPACT_JSON.encode(value)
+        size = len(serialized.encode())
+    except ValueError as exc:  # NaN/Infinity, or a lone surrogate (UnicodeEncodeError)
+        raise ValueError(f"must be storable as JSON: {exc}") from None
+    except TypeError as exc:
+        raise ValueError(f"must contain only JSON values: {exc}") from None
+    # json escapes NUL as \u0000, which jsonb refuses; the walk rules out an escaped backslash.
+    if "\\u0000" in serialized and _walk_for_nul(value):
+        raise ValueError("must not contain NUL characters in keys or values")
+    if size > DETAILS_MAX_BYTES:
+        raise ValueError(f"must serialize to at most {DETAILS_MAX_BYTES} bytes, got {size}")
+    return value
+
+
+Message = Annotated[
+    str, StringConstraints(min_length=1, max_length=MESSAGE_MAX), AfterValidator(_storable)
+]
+ServiceName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=SERVICE_NAME_MAX),
+    AfterValidator(_storable),
+    AfterValidator(_no_control_characters),
+]
+# Who acknowledged or resolved an alert: the same short single-line name rules.
+Actor = ServiceName
+AlertType = Annotated[str, StringConstraints(pattern=ALERT_TYPE_PATTERN)]
+HealthStatus = Annotated[str, _one_of(HEALTH_STATUSES)]
+Severity = Annotated[str, _one_of(SEVERITIES)]
+# Strict: True, 1.5 and "12" are not latencies; the bound is the integer column's.
+LatencyMs = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]

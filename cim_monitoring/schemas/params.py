@@ -1,0 +1,115 @@
+"""Arguments of the repository's queries and transitions, validated before any SQL runs.
+
+Internal: callers pass plain keyword arguments; these models turn bad ones into a
+``ValidationError`` that names the argument (e.g. ``end``, ``limit``, ``alert_id``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from cim_monitoring.schemas.fields import Actor, AlertType, ServiceName, Severity, UtcDatetime
+from cim_monitoring.schemas.outputs import HealthCheckOut
+
+HISTORY_LIMIT_MAX = 1000
+# A chart wider than this is a query for rollups, not for raw-row buckets.
+SERIES_BUCKETS_MAX = 10_000
+PURGE_BATCH_MAX = 100_000
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration")
+    return value
+
+
+PositiveDuration = Annotated[timedelta, AfterValidator(_positive)]
+# A bare string is a sequence of characters, never a list of services.
+Services = tuple[ServiceName, ...] | None
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Clock(_Params):
+    """``now`` for tests and backfills; None means the transaction's start (SQL ``now()``)."""
+
+    now: UtcDatetime | None = None
+
+
+class TimeRange(_Params):
+    """The half-open range ``[start, end)``."""
+
+    start: UtcDatetime
+    end: UtcDatetime
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError("must be after start")
+        return end
+
+
+class LatestParams(_Params):
+    services: Services = None
+
+
+class StatsParams(TimeRange):
+    services: Services = None
+
+
+class HistoryParams(TimeRange):
+    service: ServiceName
+    limit: Annotated[int, Field(strict=True, ge=1, le=HISTORY_LIMIT_MAX)] = 100
+    before: HealthCheckOut | None = None
+
+    @field_validator("before")
+    @classmethod
+    def _same_service(
+        cls, before: HealthCheckOut | None, info: ValidationInfo
+    ) -> HealthCheckOut | None:
+        service = info.data.get("service")
+        if before is not None and service is not None and before.service_name != service:
+            raise ValueError(f"is a check of {before.service_name!r}, not of {service!r}")
+        return before
+
+
+class SeriesParams(TimeRange):
+    service: ServiceName
+    bucket: PositiveDuration
+
+    @field_validator("bucket")
+    @classmethod
+    def _bounded(cls, bucket: timedelta, info: ValidationInfo) -> timedelta:
+        start, end = info.data.get("start"), info.data.get("end")
+        if start is not None and end is not None and (end - start) / bucket > SERIES_BUCKETS_MAX:
+            raise ValueError(f"gives more than {SERIES_BUCKETS_MAX} buckets over start..end")
+        return bucket
+
+
+class TransitionParams(Clock):
+    alert_id: uuid.UUID
+    by: Actor
+
+
+class ResolveParams(Clock):
+    service: ServiceName
+    alert_type: AlertType | None = None
+    by: Actor
+
+
+class ActiveParams(_Params):
+    service: ServiceName | None = None
+    severity: Severity | None = None
+
+
+class PurgeParams(Clock):
+    older_than: PositiveDuration
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=PURGE_BATCH_MAX)]

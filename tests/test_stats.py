@@ -1,0 +1,201 @@
+"""service_stats and status_series: counts, uptime, exact percentiles, buckets."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from cim_monitoring import ServiceStats, record_checks, service_stats, status_series
+from cim_monitoring.models import HEALTH_STATUSES
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+
+
+def nearest_rank(values: list[int], fraction: float) -> int | None:
+    """percentile_disc: the first value whose cumulative share reaches ``fraction``."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(fraction * len(ordered)), 1) - 1]
+
+
+def test_service_stats_counts_uptime_and_latency(session: Session) -> None:
+    latencies = [10, 20, 30, 40, None]
+    record_checks(
+        session,
+        [
+            *(
+                {"service_name": "api", "status": "healthy", "latency_ms": ms, "created_at": T0}
+                for ms in latencies
+            ),
+            {"service_name": "api", "status": "degraded", "latency_ms": 900, "created_at": T0},
+            {"service_name": "api", "status": "down", "created_at": T0 + HOUR - MINUTE},
+            {
+                "service_name": "api",
+                "status": "down",
+                "latency_ms": 5000,
+                "created_at": T0 + HOUR,
+            },  # outside
+            {"service_name": "db", "status": "down", "created_at": T0 + MINUTE},
+        ],
+    )
+    api, db = service_stats(session, start=T0, end=T0 + HOUR)
+    assert api == ServiceStats(
+        service_name="api",
+        total=7,
+        healthy=5,
+        degraded=1,
+        down=1,
+        uptime=5 / 7,  # degraded is not up
+        p50_ms=30,
+        p95_ms=900,
+        p99_ms=900,
+        max_ms=900,
+    )
+    # No check of db had a latency: it still has counts, but no latency figures.
+    assert (db.total, db.down, db.uptime, db.p50_ms, db.max_ms) == (1, 1, 0.0, None, None)
+
+
+def test_service_stats_lists_requested_services_even_without_checks(session: Session) -> None:
+    record_checks(session, [{"service_name": "api", "status": "healthy", "created_at": T0}])
+    result = service_stats(session, start=T0, end=T0 + HOUR, services=["quiet", "api", "quiet"])
+    assert [s.service_name for s in result] == ["api", "quiet"]
+    assert result[1] == ServiceStats(
+        service_name="quiet",
+        total=0,
+        healthy=0,
+        degraded=0,
+        down=0,
+        uptime=None,
+        p50_ms=None,
+        p95_ms=None,
+        p99_ms=None,
+        max_ms=None,
+    )
+    assert service_stats(session, start=T0 + HOUR, end=T0 + 2 * HOUR) == []
+
+
+def test_service_stats_validates_its_arguments(session: Session) -> None:
+    with pytest.raises(ValidationError, match="end"):
+        service_stats(session, start=T0, end=T0 - HOUR)
+    with pytest.raises(ValidationError, match="services"):
+        service_stats(session, start=T0, end=T0 + HOUR, services="api")
+
+
+checks = st.lists(
+    st.tuples(st.sampled_from(HEALTH_STATUSES), st.none() | st.integers(0, 2**31 - 1)),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=checks)
+def test_service_stats_matches_a_python_reference(
+    session: Session, rows: list[tuple[str, int | None]]
+) -> None:
+    with session.begin_nested() as example:
+        record_checks(
+            session,
+            (
+                {"service_name": "api", "status": s, "latency_ms": ms, "created_at": T0}
+                for s, ms in rows
+            ),
+        )
+        [stats] = service_stats(session, start=T0, end=T0 + HOUR)
+        example.rollback()
+    latencies = [ms for _, ms in rows if ms is not None]
+    statuses = [s for s, _ in rows]
+    assert (stats.total, stats.healthy, stats.degraded, stats.down) == (
+        len(rows),
+        statuses.count("healthy"),
+        statuses.count("degraded"),
+        statuses.count("down"),
+    )
+    assert stats.uptime == statuses.count("healthy") / len(rows)
+    assert (stats.p50_ms, stats.p95_ms, stats.p99_ms) == tuple(
+        nearest_rank(latencies, p) for p in (0.5, 0.95, 0.99)
+    )
+    assert stats.max_ms == (max(latencies) if latencies else None)
+
+
+def test_status_series_buckets_are_epoch_aligned_and_complete(session: Session) -> None:
+    record_checks(
+        session,
+        [
+            {
+                "service_name": "api",
+                "status": "healthy",
+                "latency_ms": 5,
+                "created_at": T0 + 10 * MINUTE,
+            },  # before start
+            {
+                "service_name": "api",
+                "status": "healthy",
+                "latency_ms": 10,
+                "created_at": T0 + 20 * MINUTE,
+            },
+            {"service_name": "api", "status": "down", "created_at": T0 + 29 * MINUTE},
+            {
+                "service_name": "api",
+                "status": "degraded",
+                "latency_ms": 70,
+                "created_at": T0 + 75 * MINUTE,
+            },
+            {
+                "service_name": "api",
+                "status": "healthy",
+                "latency_ms": 30,
+                "created_at": T0 + 89 * MINUTE,
+            },
+            {
+                "service_name": "api",
+                "status": "down",
+                "created_at": T0 + 90 * MINUTE,
+            },  # at end: excluded
+            {
+                "service_name": "db",
+                "status": "down",
+                "created_at": T0 + 50 * MINUTE,
+            },  # other service
+        ],
+    )
+    series = status_series(
+        session, "api", start=T0 + 15 * MINUTE, end=T0 + 90 * MINUTE, bucket=30 * MINUTE
+    )
+    assert [(b.start, b.total, b.healthy, b.degraded, b.down, b.p95_ms) for b in series] == [
+        (T0, 2, 1, 0, 1, 10),  # the first bucket begins before start; only [start, ...) counts
+        (T0 + 30 * MINUTE, 0, 0, 0, 0, None),
+        (T0 + 60 * MINUTE, 2, 1, 1, 0, 70),
+    ]
+    assert all(b.start.tzinfo is UTC for b in series)
+
+
+def test_status_series_of_an_unknown_service_is_all_empty_buckets(session: Session) -> None:
+    bucket = timedelta(minutes=7)
+    series = status_series(session, "nobody", start=T0, end=T0 + HOUR, bucket=bucket)
+    first = T0 - (T0 - datetime(1970, 1, 1, tzinfo=UTC)) % bucket
+    expected = [first + i * bucket for i in range(20) if first + i * bucket < T0 + HOUR]
+    assert first == T0 - 6 * MINUTE
+    assert [b.start for b in series] == expected
+    assert {(b.total, b.p95_ms) for b in series} == {(0, None)}
+
+
+def test_status_series_validates_its_arguments(session: Session) -> None:
+    for bucket in (timedelta(0), -MINUTE, timedelta(microseconds=1)):
+        with pytest.raises(ValidationError, match="bucket"):
+            status_series(session, "api", start=T0, end=T0 + HOUR, bucket=bucket)
+    with pytest.raises(ValidationError, match="end"):
+        status_series(session, "api", start=T0, end=T0, bucket=MINUTE)
+    with pytest.raises(ValidationError, match="service"):
+        status_series(session, "", start=T0, end=T0 + HOUR, bucket=MINUTE)
