@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from alembic import op
 from alembic.config import Config
 from sqlalchemy import Connection, text
 
@@ -67,3 +68,15 @@ def acquire_migration_lock(connection: Connection, *, timeout: float) -> None:
 
 def release_migration_lock(connection: Connection) -> None:
     connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+def declare_lint_exceptions(exceptions: dict[str, str]) -> None:
+    """Write ``-- squawk-ignore-file <rule> -- <reason>`` lines into an ``--sql`` rendering.
+
+    Called from a revision's ``upgrade()``; online runs are unaffected. squawk lints each
+    revision's rendering (tests/test_migration_lint.py), and an exception must carry its reason.
+    """
+    migration = op.get_context()
+    if migration.as_sql:
+        for rule, reason in exceptions.items():
+            migration.impl.static_output(f"-- squawk-ignore-file {rule} -- {reason}")

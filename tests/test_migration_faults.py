@@ -1,0 +1,230 @@
+"""Migrations under faults: a blocking reader, a revision that fails, a migration in progress.
+
+Each test gets a fresh database on the session's server; ``alembic upgrade head`` runs as the
+operator runs it (a subprocess with ``DATABASE_URL``) where its exit and message are the point.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from cim_monitoring import make_engine
+from cim_monitoring.migrations import MIGRATION_LOCK_KEY, alembic_config, script_location
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST = "3f1c9a7e2b10"
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+LOCK_TIMEOUT_MESSAGE = (
+    "cim-monitoring: a migration gave up waiting for a table lock (lock_timeout): "
+    "canceling statement due to lock timeout; a long-running transaction holds it, "
+    "retry when it ends"
+)
+
+
+@pytest.fixture
+def engine(empty_database_url: URL) -> Iterator[Engine]:
+    engine = make_engine(empty_database_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def _alembic(url: URL, *args: str, lock_wait: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "MIGRATION_LOCK_TIMEOUT": f"{lock_wait:g}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _version(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        if connection.scalar(text("SELECT to_regclass('alembic_version')")) is None:
+            return []
+        return list(connection.scalars(text("SELECT version_num FROM alembic_version")))
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def _migration_lock_is_free(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        free = bool(
+            connection.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+        )
+        if free:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        return free
+
+
+def test_migration_blocked_by_a_reader_fails_fast_and_reruns(
+    engine: Engine, empty_database_url: URL
+) -> None:
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), FIRST)
+
+    with engine.connect() as reader:
+        # An open transaction that has read the table holds ACCESS SHARE until it ends; the
+        # next revision's ALTER TABLE needs ACCESS EXCLUSIVE.
+        reader.execute(text("SELECT count(*) FROM service_health_checks"))
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": empty_database_url.render_as_string(hide_password=False),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            with engine.connect() as bystander:
+                _wait_for_lock_wait(bystander, "service_health_checks")
+                # A query that arrives now queues behind the waiting ALTER, but only until the
+                # migration gives up: lock_timeout bounds everyone's wait, not just its own.
+                bystander.execute(text("SET statement_timeout = '20s'"))
+                assert bystander.scalar(text("SELECT count(*) FROM service_health_checks")) == 0
+                waited = time.monotonic() - started
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
+        elapsed = time.monotonic() - started
+        reader.commit()
+
+    assert process.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == LOCK_TIMEOUT_MESSAGE, stderr  # one line
+    assert "Traceback" not in stderr
+    assert elapsed < 10, f"the blocked migration took {elapsed:.1f}s to give up"
+    assert waited < 10, f"a bystander query queued {waited:.1f}s behind the migration"
+    assert _version(engine) == [FIRST]
+    with engine.connect() as connection:
+        # The failed revision's own transaction rolled back: RLS is still off.
+        assert not connection.scalar(
+            text("SELECT relrowsecurity FROM pg_class WHERE relname = 'service_health_checks'")
+        )
+    assert _migration_lock_is_free(engine)
+
+    rerun = _alembic(empty_database_url, "upgrade", "head")
+    assert rerun.returncode == 0, rerun.stderr
+    assert _version(engine) == [HEAD]
+
+
+def _wait_for_lock_wait(connection: Connection, table: str) -> None:
+    """Return once some backend is waiting for a lock on ``table`` (within 5 s)."""
+    deadline = time.monotonic() + 5
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = to_regclass(:table) "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    while connection.scalar(query, {"table": table}) == 0:
+        assert time.monotonic() < deadline, "the migration never queued for the table lock"
+        time.sleep(0.05)
+    connection.rollback()
+
+
+FAILING_REVISION = '''"""creates a table, then fails
+
+Revision ID: {revision}
+Revises: {down_revision}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down_revision}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("SET LOCAL lock_timeout = '5s'")
+    op.create_table("fault_probe", sa.Column("id", sa.BigInteger(), primary_key=True))
+    op.execute("INSERT INTO fault_probe (id) VALUES (1)")
+    op.execute("ALTER TABLE service_health_checks ADD COLUMN fault_probe text")
+    raise RuntimeError("injected failure after the DDL")
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+'''
+
+
+def test_revision_failing_after_its_ddl_leaves_no_trace(engine: Engine, tmp_path: Path) -> None:
+    scripts = tmp_path / "alembic"
+    shutil.copytree(script_location(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "zz_fault_probe.py").write_text(
+        FAILING_REVISION.format(revision="fa11ed000001", down_revision=HEAD), encoding="utf-8"
+    )
+    # The connection is not in a transaction, so env.py gives each revision its own, as it
+    # does for `alembic upgrade head`; the real history commits, the failing revision cannot.
+    with engine.connect() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(scripts))
+        config.attributes["connection"] = connection
+        with pytest.raises(RuntimeError, match="injected failure after the DDL"):
+            command.upgrade(config, "head")
+        assert not connection.in_transaction()
+        # Released on the connection that stays open (a pooled one would otherwise keep it).
+        assert _migration_lock_is_free(engine)
+
+    assert _version(engine) == [HEAD]
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT to_regclass('fault_probe')")) is None
+        columns = connection.scalars(
+            text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'service_health_checks'"
+            )
+        ).all()
+        assert "fault_probe" not in columns
+        assert connection.scalar(text("SELECT count(*) FROM pg_policies")) == 2
+
+
+def test_migration_waits_for_another_migration_only_so_long(
+    engine: Engine, empty_database_url: URL
+) -> None:
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        holder.commit()
+        started = time.monotonic()
+        result = _alembic(empty_database_url, "upgrade", "head", lock_wait=1)
+        elapsed = time.monotonic() - started
+        holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        holder.commit()
+
+    assert result.returncode == 1, result.stderr
+    assert _last_line(result) == (
+        "cim-monitoring: another process has been migrating this database for over 1s; "
+        "retry when it finishes, or raise MIGRATION_LOCK_TIMEOUT"
+    )
+    assert "Traceback" not in result.stderr
+    assert elapsed < 6, f"gave up after {elapsed:.1f}s"
+    assert _version(engine) == []

@@ -1,0 +1,221 @@
+"""Migration lint: squawk checks every revision of ``alembic upgrade head --sql`` for hazards.
+
+The rendering is split into one file per revision because that is the unit PostgreSQL runs
+(``transaction_per_migration``) and the unit squawk must judge: squawk's timeout rules look for
+one ``SET lock_timeout`` per file, so linted whole, the first revision's would cover every later
+revision too. Alembic's own ``CREATE TABLE alembic_version`` (before the first revision) is not
+ours to lint. Exceptions are justified in the revision that needs them, in an ignore comment it
+writes into the --sql rendering; ``.squawk.toml`` excludes no rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.script import ScriptDirectory
+
+from cim_monitoring.migrations import alembic_config, script_location
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUAWK_CONFIG = ROOT / ".squawk.toml"
+RUNNING_UPGRADE = re.compile(r"^-- Running upgrade (?P<source>\S*) -> (?P<target>\S+)$", re.M)
+TRAILING_BEGIN = re.compile(r"\s*BEGIN;\s*\Z")
+IGNORE_COMMENT = re.compile(r"^--\s*squawk-ignore(?:-file)?\b(?P<rules>[^\n]*)$", re.M)
+# What a new revision starts with (alembic/script.py.mako), hazards aside.
+TIMEOUTS = "SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5s';\n"
+
+
+def _squawk() -> str:
+    found = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
+    if found is None:
+        pytest.fail("squawk is not installed: pip install -e '.[dev]' (it ships in squawk-cli)")
+    return found
+
+
+def _render_sql(*alembic_args: str) -> str:
+    """``alembic [args] upgrade head --sql`` as a new user runs it: no database configured."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", *alembic_args, "upgrade", "head", "--sql"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _split_revisions(sql: str) -> dict[str, str]:
+    """Revision id → the SQL of its own transaction, ``BEGIN;`` ... ``COMMIT;``."""
+    markers = list(RUNNING_UPGRADE.finditer(sql))
+    revisions = {}
+    for marker, following in zip(markers, [*markers[1:], None], strict=True):
+        body = sql[marker.start() : following.start() if following else len(sql)]
+        # The next revision's BEGIN; sits between this COMMIT; and its marker.
+        body = TRAILING_BEGIN.sub("", body)
+        assert body.rstrip().endswith("COMMIT;"), body
+        revisions[marker["target"]] = f"BEGIN;\n\n{body.rstrip()}\n"
+    return revisions
+
+
+def _lint(files: dict[str, str], directory: Path) -> list[dict[str, Any]]:
+    """squawk's violations (JSON reporter) for ``files`` (name → SQL), with our configuration."""
+    paths = []
+    for name, sql in files.items():
+        path = directory / f"{name}.sql"
+        path.write_text(sql, encoding="utf-8")
+        paths.append(str(path))
+    result = subprocess.run(
+        [_squawk(), "--config", str(SQUAWK_CONFIG), "--reporter", "json", *paths],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # 0: clean, 1: violations; anything else (a parse error, a bad config) is a broken lint.
+    assert result.returncode in (0, 1), result.stderr
+    violations: list[dict[str, Any]] = json.loads(result.stdout or "[]")
+    assert (result.returncode == 1) == bool(violations), result.stdout + result.stderr
+    return violations
+
+
+def _describe(violations: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{Path(v['file']).name}:{v['line'] + 1}: {v['rule_name']}: {v['message']}"
+        for v in violations
+    )
+
+
+def test_squawk_runs() -> None:
+    result = subprocess.run(
+        [_squawk(), "--version"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.startswith("squawk "), result.stdout
+
+
+def test_every_revision_passes_squawk(tmp_path: Path) -> None:
+    revisions = _split_revisions(_render_sql())
+    history = ScriptDirectory.from_config(alembic_config())
+    # The split lost no revision: one file per revision of the history.
+    assert sorted(revisions) == sorted(script.revision for script in history.walk_revisions())
+    violations = _lint(revisions, tmp_path)
+    assert violations == [], _describe(violations)
+
+
+def test_every_squawk_exception_names_its_rules_and_reason() -> None:
+    sql = _render_sql()
+    exceptions = IGNORE_COMMENT.findall(sql)
+    assert exceptions, "the revisions' squawk exceptions are missing from the --sql rendering"
+    for rules_and_reason in exceptions:
+        rules, separator, reason = rules_and_reason.partition("--")
+        assert rules.strip(), f"an exception names no rule (it would silence all): {sql}"
+        assert separator, f"squawk exception for {rules.strip()} gives no reason"
+        assert len(reason.strip()) > 20, f"squawk exception for {rules.strip()}: {reason!r}"
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        pytest.param(
+            TIMEOUTS + "CREATE INDEX ix_service_health_checks_status "
+            "ON service_health_checks (status);",
+            "require-concurrent-index-creation",
+            id="index-without-concurrently",
+        ),
+        pytest.param(
+            TIMEOUTS + "ALTER TABLE service_health_checks ADD COLUMN region text NOT NULL;",
+            "adding-required-field",
+            id="add-not-null-column",
+        ),
+        pytest.param(
+            TIMEOUTS + "ALTER TABLE alert_events ALTER COLUMN acknowledged_by SET NOT NULL;",
+            "adding-not-nullable-field",
+            id="set-not-null",
+        ),
+        pytest.param(
+            TIMEOUTS + "ALTER TABLE alert_events ADD CONSTRAINT ck_alert_events_message_short "
+            "CHECK (char_length(message) < 10000);",
+            "constraint-missing-not-valid",
+            id="check-without-not-valid",
+        ),
+        pytest.param(
+            TIMEOUTS + "ALTER TABLE service_health_checks ALTER COLUMN latency_ms TYPE bigint;",
+            "changing-column-type",
+            id="column-type-rewrite",
+        ),
+        pytest.param(
+            "SET LOCAL statement_timeout = '5s';\n"
+            "ALTER TABLE alert_events ENABLE ROW LEVEL SECURITY;",
+            "require-lock-timeout",
+            id="no-lock-timeout",
+        ),
+        pytest.param(
+            "SET LOCAL lock_timeout = '5s';\nALTER TABLE alert_events FORCE ROW LEVEL SECURITY;",
+            "require-statement-timeout",
+            id="no-statement-timeout",
+        ),
+    ],
+)
+def test_squawk_reports_a_locking_hazard(tmp_path: Path, sql: str, rule: str) -> None:
+    """The lint can fail: each hazard is reported with the configuration the history passes."""
+    violations = _lint({"hazard": f"BEGIN;\n\n{sql}\n\nCOMMIT;\n"}, tmp_path)
+    assert rule in {v["rule_name"] for v in violations}, _describe(violations)
+
+
+NEW_REVISION = '''"""a hazardous revision on top of the real history
+
+Revision ID: {revision}
+Revises: {down_revision}
+"""
+
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down_revision}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_service_health_checks_status", "service_health_checks", ["status"])
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+'''
+
+
+def test_squawk_judges_a_new_revision_on_its_own(tmp_path: Path) -> None:
+    """An index on a table an older revision made, without timeouts, is caught.
+
+    Linted as one file, the missing timeouts would pass: the first revision sets lock_timeout.
+    """
+    scripts = tmp_path / "alembic"
+    shutil.copytree(script_location(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    (scripts / "versions" / "zz_hazard.py").write_text(
+        NEW_REVISION.format(revision="c0ffee000001", down_revision=head), encoding="utf-8"
+    )
+    revisions = _split_revisions(_render_sql("-c", str(tmp_path / "alembic.ini")))
+    assert set(revisions) >= {head, "c0ffee000001"}
+    out = tmp_path / "lint"
+    out.mkdir()
+    violations = _lint(revisions, out)
+    by_file = {(Path(v["file"]).stem, v["rule_name"]) for v in violations}
+    assert by_file == {
+        ("c0ffee000001", "require-concurrent-index-creation"),
+        ("c0ffee000001", "require-lock-timeout"),
+        ("c0ffee000001", "require-statement-timeout"),
+    }, _describe(violations)
