@@ -10,6 +10,7 @@ from cim_monitoring.errors import (
     IrreversibleMigration,
     MigrationError,
     MonitoringError,
+    QueryTimeout,
 )
 from cim_monitoring.models import AlertEvent, Base, ServiceHealthCheck
 from cim_monitoring.repository import (
@@ -52,6 +53,7 @@ __all__ = [
     "MigrationError",
     "MonitoringError",
     "PurgeResult",
+    "QueryTimeout",
     "ServiceHealthCheck",
     "ServiceStats",
     "ServiceStatus",

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cim_monitoring.config import Settings, normalize_url, redact_url, split_pooler_flag
-from cim_monitoring.errors import ConfigurationError, DatabaseUnavailable
+from cim_monitoring.errors import ConfigurationError, DatabaseUnavailable, QueryTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +83,18 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commits when the block ends normally, rolls back on any exception.
 
     A lost or unreachable database surfaces as :class:`DatabaseUnavailable` (naming the server,
-    never the password) rather than a driver traceback.
+    never the password), and a statement cancelled by ``statement_timeout`` as
+    :class:`QueryTimeout`, rather than a driver traceback.
     """
     try:
         with factory.begin() as session:
             yield session
     except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+            raise QueryTimeout(
+                f"{_first_line(exc.orig)}: the statement ran longer than statement_timeout "
+                "allows; narrow the query (time range, services) or raise the timeout"
+            ) from exc
         if not is_unavailable(exc):
             raise
         bind = factory.kw.get("bind")

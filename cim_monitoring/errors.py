@@ -21,6 +21,10 @@ class DatabaseUnavailable(MonitoringError):
     """The database could not be reached, or the connection was lost mid-call."""
 
 
+class QueryTimeout(MonitoringError):
+    """A statement ran longer than the server's ``statement_timeout`` (or was cancelled)."""
+
+
 class MigrationError(MonitoringError):
     """A schema migration could not run (lock wait exceeded, downgrade refused, ...)."""
 

@@ -1,6 +1,6 @@
 """Validated inputs and frozen outputs of the repository API."""
 
-from cim_monitoring.schemas.fields import DETAILS_MAX_BYTES, MESSAGE_MAX
+from cim_monitoring.schemas.fields import DETAILS_MAX_BYTES, DETAILS_MAX_DEPTH, MESSAGE_MAX
 from cim_monitoring.schemas.inputs import AlertIn, HealthCheckIn
 from cim_monitoring.schemas.outputs import (
     AlertOut,
@@ -13,6 +13,7 @@ from cim_monitoring.schemas.outputs import (
 
 __all__ = [
     "DETAILS_MAX_BYTES",
+    "DETAILS_MAX_DEPTH",
     "MESSAGE_MAX",
     "AlertIn",
     "AlertOut",

@@ -28,6 +28,9 @@ DETAILS_MAX_BYTES = 64 * 1024
 # misbehaving caller from writing megabytes per row.
 MESSAGE_MAX = 10_000
 INT32_MAX = 2**31 - 1
+# Nesting depth cap of probe_details / details: deeper objects would exhaust the recursion of
+# the JSON encoder (here, in psycopg and in PostgreSQL) long before reaching the size cap.
+DETAILS_MAX_DEPTH = 64
 
 _CONTROL = re.compile(CONTROL_CHARACTERS_PATTERN)
 # Built once: json.dumps with non-default options would construct an encoder per call.
@@ -58,22 +61,41 @@ def _one_of(allowed: tuple[str, ...]) -> AfterValidator:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 00:00+01:00 is in year 0 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
 
 
-def _walk_for_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in key or _walk_for_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(_walk_for_nul(item) for item in value)
-    return False
+def _check_structure(value: dict[str, Any]) -> None:
+    """Refuse what JSON would silently change or PostgreSQL cannot store, at any depth.
+
+    Iterative: a recursive walk would itself hit Python's recursion limit on hostile input.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("must not contain NUL characters in keys or values")
+        elif isinstance(item, dict | list | tuple):
+            if depth > DETAILS_MAX_DEPTH:
+                raise ValueError(f"must not nest more than {DETAILS_MAX_DEPTH} levels deep")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    # json.dumps would turn 1, True or None keys into strings: not identical.
+                    if not isinstance(key, str):
+                        raise ValueError(f"must have only string keys, got {key!r}")
+                    pending.append((key, depth))
+                    pending.append((child, depth + 1))
+            else:
+                pending.extend((child, depth + 1) for child in item)
 
 
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:
     if not value:
         return value
+    _check_structure(value)
     try:
         serialized = _COMPACT_JSON.encode(value)
         size = len(serialized.encode())
@@ -81,9 +103,6 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"must be storable as JSON: {exc}") from None
     except TypeError as exc:
         raise ValueError(f"must contain only JSON values: {exc}") from None
-    # json escapes NUL as \u0000, which jsonb refuses; the walk rules out an escaped backslash.
-    if "\\u0000" in serialized and _walk_for_nul(value):
-        raise ValueError("must not contain NUL characters in keys or values")
     if size > DETAILS_MAX_BYTES:
         raise ValueError(f"must serialize to at most {DETAILS_MAX_BYTES} bytes, got {size}")
     return value

@@ -7,7 +7,7 @@ Internal: callers pass plain keyword arguments; these models turn bad ones into 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -19,6 +19,8 @@ HISTORY_LIMIT_MAX = 1000
 # A chart wider than this is a query for rollups, not for raw-row buckets.
 SERIES_BUCKETS_MAX = 10_000
 PURGE_BATCH_MAX = 100_000
+# status_series aligns its buckets to this origin (PostgreSQL's date_bin origin argument).
+SERIES_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -89,8 +91,16 @@ class SeriesParams(TimeRange):
     @classmethod
     def _bounded(cls, bucket: timedelta, info: ValidationInfo) -> timedelta:
         start, end = info.data.get("start"), info.data.get("end")
-        if start is not None and end is not None and (end - start) / bucket > SERIES_BUCKETS_MAX:
+        if start is None or end is None:
+            return bucket
+        if (end - start) / bucket > SERIES_BUCKETS_MAX:
             raise ValueError(f"gives more than {SERIES_BUCKETS_MAX} buckets over start..end")
+        # Buckets are aligned to the Unix epoch: the first one starts at or before ``start``,
+        # and must still be a representable date (year 1 or later).
+        try:
+            SERIES_ORIGIN + (start - SERIES_ORIGIN) // bucket * bucket
+        except OverflowError:
+            raise ValueError("puts the first epoch-aligned bucket before year 1") from None
         return bucket
 
 
