@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     CheckConstraint,
     DateTime,
     Identity,
     Index,
+    Integer,
     MetaData,
     Text,
     Uuid,
@@ -145,4 +147,53 @@ class AlertEvent(Base):
             unique=True,
             postgresql_where=text("status <> 'resolved'"),
         ),
+        # active_alerts reads the few open alerts newest first, never the resolved history.
+        Index(
+            "ix_alert_events_open_created_at",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("status <> 'resolved'"),
+        ),
     )
+
+
+# Buckets of the latency histogram; cim_monitoring.histogram defines their bounds.
+LATENCY_BUCKETS = 106
+
+
+class _Rollup:
+    """What the hourly and daily rollups share: per service and UTC bucket, exact counts by
+    status, latency count/min/max/sum and the fixed latency histogram. A trigger on
+    service_health_checks keeps them in step with every insert; they outlive raw retention."""
+
+    service_name: Mapped[str] = mapped_column(primary_key=True)
+    healthy: Mapped[int] = mapped_column(Integer)
+    degraded: Mapped[int] = mapped_column(Integer)
+    down: Mapped[int] = mapped_column(Integer)
+    latency_count: Mapped[int] = mapped_column(Integer)
+    latency_min: Mapped[int | None] = mapped_column(Integer)
+    latency_max: Mapped[int | None] = mapped_column(Integer)
+    latency_sum: Mapped[int] = mapped_column(BigInteger)
+    latency_histogram: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+
+
+def _histogram_check() -> CheckConstraint:
+    return CheckConstraint(
+        f"cardinality(latency_histogram) = {LATENCY_BUCKETS}", name="latency_histogram_buckets"
+    )
+
+
+class ServiceHealthHourly(_Rollup, Base):
+    __tablename__ = "service_health_hourly"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+
+    __table_args__ = (_histogram_check(),)
+
+
+class ServiceHealthDaily(_Rollup, Base):
+    __tablename__ = "service_health_daily"
+
+    day: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+
+    __table_args__ = (_histogram_check(),)

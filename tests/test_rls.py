@@ -12,20 +12,37 @@ import uuid
 import pytest
 from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-TABLES = ("service_health_checks", "alert_events")
+TABLES = ("service_health_checks", "alert_events", "service_health_hourly", "service_health_daily")
 POLICED = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+_ROLLUP_ROW = (
+    "(service_name, {0}, healthy, degraded, down, latency_count, latency_sum, latency_histogram) "
+    "VALUES (:service, now(), 1, 0, 0, 0, 0, array_fill(0, ARRAY[106]))"
+)
 INSERTS = {
     "service_health_checks": "INSERT INTO service_health_checks (service_name, status) "
     "VALUES ('api', 'healthy')",
     "alert_events": "INSERT INTO alert_events (service_name, alert_type, severity, message) "
     "VALUES (:service, 'service_down', 'critical', 'down')",
+    "service_health_hourly": "INSERT INTO service_health_hourly " + _ROLLUP_ROW.format("hour"),
+    "service_health_daily": "INSERT INTO service_health_daily " + _ROLLUP_ROW.format("day"),
 }
 UPDATES = {
     "service_health_checks": "UPDATE service_health_checks SET latency_ms = 1",
     "alert_events": "UPDATE alert_events SET occurrence_count = occurrence_count + 1",
+    "service_health_hourly": "UPDATE service_health_hourly SET healthy = healthy + 1",
+    "service_health_daily": "UPDATE service_health_daily SET healthy = healthy + 1",
 }
+
+
+def assert_updates(connection: Connection, table: str, expected: int) -> None:
+    """UPDATE reaches ``expected`` rows, or, on the append-only checks, refuses to change any."""
+    if table == "service_health_checks" and expected:
+        with pytest.raises(IntegrityError, match="append-only"), connection.begin_nested():
+            connection.execute(text(UPDATES[table]))
+    else:
+        assert connection.execute(text(UPDATES[table])).rowcount == expected
 
 
 def create_role(connection: Connection, *, grants: bool, admin: bool = False) -> str:
@@ -53,10 +70,11 @@ def test_rls_enabled_and_forced(connection: Connection) -> None:
     rows = connection.execute(
         text(
             "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
-            "WHERE oid IN ('service_health_checks'::regclass, 'alert_events'::regclass)"
-        )
+            "WHERE relname = ANY(:tables) AND relkind = 'r'"
+        ),
+        {"tables": list(TABLES)},
     ).all()
-    assert sorted(rows) == [("alert_events", True, True), ("service_health_checks", True, True)]
+    assert sorted(rows) == [(table, True, True) for table in sorted(TABLES)]
 
 
 def test_admin_policies(connection: Connection) -> None:
@@ -113,7 +131,7 @@ def test_outsider_with_privileges_sees_and_changes_nothing(
     assert connection.execute(text("SELECT current_user")).scalar_one() == role
 
     assert count(connection, table) == 0
-    assert connection.execute(text(UPDATES[table])).rowcount == 0
+    assert_updates(connection, table, 0)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 0
     with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
         connection.execute(text(INSERTS[table]), {"service": "intruder"})
@@ -123,7 +141,7 @@ def test_outsider_with_privileges_sees_and_changes_nothing(
     connection.execute(text("RESET ROLE"))
     # Nothing changed underneath: the seeded rows are intact and nobody else got in.
     assert count(connection, table) == 2
-    assert connection.execute(text(UPDATES[table])).rowcount == 2
+    assert_updates(connection, table, 2)
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -157,6 +175,6 @@ def test_member_of_monitoring_admin_has_full_access(connection: Connection, tabl
     assert count(connection, table) == 2
     connection.execute(text(INSERTS[table]), {"service": "member"})
     assert count(connection, table) == 3
-    assert connection.execute(text(UPDATES[table])).rowcount == 3
+    assert_updates(connection, table, 3)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 3
     assert count(connection, table) == 0

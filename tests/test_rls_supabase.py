@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from conftest import PostgresServer
 
 TABLES = ("service_health_checks", "alert_events")
+# Written by the trigger on service_health_checks; seeded through it, so not in TABLES.
+ROLLUPS = ("service_health_hourly", "service_health_daily")
 POLICED = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 SUPABASE_ROLES = {
     "anon": "NOLOGIN",
@@ -172,7 +174,7 @@ def test_default_privileges_were_in_effect(sb: Connection) -> None:
     assert "TRUNCATE" in _privileges(sb, "host_app_table", "authenticated")
 
 
-@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("table", [*TABLES, *ROLLUPS])
 def test_table_privileges(sb: Connection, table: str) -> None:
     assert _privileges(sb, table, "anon") == set()
     assert _privileges(sb, table, "authenticated") == POLICED
@@ -202,7 +204,7 @@ def test_policies(sb: Connection) -> None:
     names = [(p.tablename, p.policyname, p.roles, p.cmd) for p in policies]
     assert names == [
         (t, f"{t}_{suffix}", [role], "ALL")
-        for t in sorted(TABLES)
+        for t in sorted((*TABLES, *ROLLUPS))
         for suffix, role in [("admin_all", "monitoring_admin"), ("jwt_admin", "authenticated")]
     ]
     for policy in policies:
@@ -252,3 +254,15 @@ def test_anon_is_refused(sb: Connection, table: str) -> None:
     with pytest.raises(ProgrammingError) as caught, sb.begin_nested():
         _count(sb, table)
     assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
+
+
+@pytest.mark.parametrize("rollup", ROLLUPS)
+def test_rollups_follow_the_checks_for_an_admin_claim_only(sb: Connection, rollup: str) -> None:
+    """The rollup trigger runs as the inserting role: an admin claim may write the rollups
+    through it, and without the claim they stay invisible."""
+    _as(sb, "authenticated", ADMIN_CLAIMS)
+    sb.execute(text(INSERTS["service_health_checks"]), {"service": "by-admin"})
+    assert _count(sb, rollup) == 3  # the two seeded services and this one
+    sb.execute(text("RESET ROLE"))
+    _as(sb, "authenticated", NOT_ADMIN_CLAIMS["user-metadata-admin"])
+    assert _count(sb, rollup) == 0

@@ -1,4 +1,6 @@
-"""service_stats and status_series: counts, uptime, exact percentiles, buckets."""
+"""service_stats and status_series: counts, uptime, exact percentiles (``exact=True``), buckets.
+
+The default path, rollups with estimated percentiles, is tested in test_rollups.py."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def test_service_stats_counts_uptime_and_latency(session: Session) -> None:
             {"service_name": "db", "status": "down", "created_at": T0 + MINUTE},
         ],
     )
-    api, db = service_stats(session, start=T0, end=T0 + HOUR)
+    api, db = service_stats(session, start=T0, end=T0 + HOUR, exact=True)
     assert api == ServiceStats(
         service_name="api",
         total=7,
@@ -112,7 +114,7 @@ def test_service_stats_matches_a_python_reference(
                 for s, ms in rows
             ),
         )
-        [stats] = service_stats(session, start=T0, end=T0 + HOUR)
+        [stats] = service_stats(session, start=T0, end=T0 + HOUR, exact=True)
         example.rollback()
     latencies = [ms for _, ms in rows if ms is not None]
     statuses = [s for s, _ in rows]

@@ -3,38 +3,49 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
-from pydantic import TypeAdapter, ValidationError
-from pydantic_core import InitErrorDetails
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cim_monitoring.errors import ConfigurationError
-from cim_monitoring.repository._common import CHECKS, at, stopwatch
+from cim_monitoring.repository._common import CHECKS, stopwatch
+from cim_monitoring.repository._copy_rows import COPY_TYPES, CheckInput, copy_rows
 from cim_monitoring.schemas import HealthCheckIn, HealthCheckOut
 from cim_monitoring.schemas.params import Clock
 
 logger = logging.getLogger(__name__)
 
-# Rows validated per step of the COPY: large enough that pydantic validates a list in one call,
-# small enough that the writer thread is already sending while the next chunk is checked.
+# Rows validated per step of the COPY: the writer thread sends one chunk while the next is
+# checked, and a bad row is reported together with the other bad rows of its chunk.
 CHUNK_SIZE = 1000
-_COPY = (
-    "COPY service_health_checks "
-    "(service_name, status, latency_ms, probe_details, error_message, created_at) "
-    "FROM STDIN (FORMAT BINARY)"
+_COLUMNS = "service_name, status, latency_ms, probe_details, error_message, created_at"
+_COPY = f"COPY service_health_checks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+# PostgreSQL refuses COPY FROM into a table whose RLS applies to the current role (every
+# application role; only superusers and BYPASSRLS roles escape it). Such roles COPY into a
+# session-private staging table and move the rows with one INSERT ... SELECT, which the
+# policies check and the rollup trigger sees as one statement, as it sees a COPY.
+_STAGING = "cim_monitoring_checks_staging"
+_RLS_APPLIES = text("SELECT row_security_active('service_health_checks')")
+_CREATE_STAGING = text(
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (service_name text, status text, "
+    "latency_ms integer, probe_details jsonb, error_message text, created_at timestamptz) "
+    "ON COMMIT DELETE ROWS"
 )
-_COPY_TYPES = ["text", "text", "int4", "jsonb", "text", "timestamptz"]
-_CHUNK = TypeAdapter(list[HealthCheckIn])
+_COPY_STAGING = f"COPY {_STAGING} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_MOVE_STAGED = text(
+    f"WITH moved AS (DELETE FROM {_STAGING} RETURNING {_COLUMNS}) "  # noqa: S608 - constants
+    f"INSERT INTO service_health_checks ({_COLUMNS}) SELECT {_COLUMNS} FROM moved"
+)
 
-CheckInput = HealthCheckIn | Mapping[str, Any]
+# One statement for every call (its compiled form is cached); the columns are the given keys.
+_INSERT = insert(CHECKS).returning(*CHECKS.c)
 
 
 def record_check(
@@ -45,12 +56,11 @@ def record_check(
     ``created_at`` defaults to ``now`` when given, else to the transaction's start time.
     """
     valid = HealthCheckIn.model_validate(check)
-    clock = Clock(now=now).now
-    created_at = valid.created_at or clock
-    values = valid.model_dump(exclude={"created_at"})
-    row = session.execute(
-        insert(CHECKS).values(**values, created_at=at(created_at)).returning(*CHECKS.c)
-    ).one()
+    values = valid.model_dump(exclude_none=True)
+    if "created_at" not in values and now is not None:
+        values["created_at"] = Clock(now=now).now
+    # Without created_at the column's default applies: the transaction's start time.
+    row = session.execute(_INSERT, values).one()
     logger.debug(
         "health check recorded",
         extra={"service": valid.service_name, "status": valid.status, "check_id": row.id},
@@ -72,37 +82,38 @@ def record_checks(
     clock = Clock(now=now).now
     with stopwatch() as elapsed, session.begin_nested():
         default_created_at = clock or session.execute(select(func.now())).scalar_one()
+        staged = session.execute(_RLS_APPLIES).scalar_one()
+        if staged:
+            session.execute(_CREATE_STAGING)
+        statement = _COPY_STAGING if staged else _COPY
         try:
-            count = _copy(_psycopg_connection(session), checks, default_created_at)
+            count = _copy(_psycopg_connection(session), statement, checks, default_created_at)
         except psycopg.Error as exc:
             # The driver raised it, not SQLAlchemy: wrap it the same way, so callers (and
             # session_scope's unavailability check) see one family of database errors.
-            raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+            raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+        if staged:
+            session.execute(_MOVE_STAGED)
     logger.debug("health checks copied", extra={"count": count, "duration_ms": elapsed()})
     return count
 
 
 def _copy(
-    connection: psycopg.Connection[Any], checks: Iterable[CheckInput], default_created_at: datetime
+    connection: psycopg.Connection[Any],
+    statement: str,
+    checks: Iterable[CheckInput],
+    default_created_at: datetime,
 ) -> int:
     count = 0
     with (
         connection.cursor() as cursor,
-        cursor.copy(_COPY, writer=QueuedLibpqWriter(cursor)) as copy,
+        cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
     ):
-        copy.set_types(_COPY_TYPES)
+        copy.set_types(COPY_TYPES)
+        write_row = copy.write_row
         for offset, chunk in _chunks(checks):
-            for check in _validate(chunk, offset):
-                copy.write_row(
-                    (
-                        check.service_name,
-                        check.status,
-                        check.latency_ms,
-                        check.probe_details,
-                        check.error_message,
-                        check.created_at or default_created_at,
-                    )
-                )
+            for row in copy_rows(chunk, offset, default_created_at):
+                write_row(row)
             count += len(chunk)
     return count
 
@@ -123,24 +134,3 @@ def _chunks(items: Iterable[CheckInput]) -> Iterator[tuple[int, list[CheckInput]
     while chunk := list(islice(iterator, CHUNK_SIZE)):
         yield offset, chunk
         offset += len(chunk)
-
-
-def _validate(chunk: list[CheckInput], offset: int) -> list[HealthCheckIn]:
-    try:
-        return _CHUNK.validate_python(chunk)
-    except ValidationError as exc:
-        raise _reindexed(exc, offset) from None
-
-
-def _reindexed(error: ValidationError, offset: int) -> ValidationError:
-    """The chunk's errors, located by index in the whole batch: ``checks`` → ``17.latency_ms``."""
-    lines: list[InitErrorDetails] = []
-    for line in error.errors():
-        index, *rest = line["loc"]
-        details = InitErrorDetails(
-            type=line["type"], loc=(offset + int(index), *rest), input=line["input"]
-        )
-        if "ctx" in line:
-            details["ctx"] = line["ctx"]
-        lines.append(details)
-    return ValidationError.from_exception_data("checks", lines)

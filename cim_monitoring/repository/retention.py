@@ -1,4 +1,6 @@
-"""Retention: delete expired health checks and long-resolved alerts in bounded batches."""
+"""Retention: delete expired health checks, long-resolved alerts and old rollups in bounded
+batches. Rollups are kept much longer than raw checks: they answer uptime and percentiles for
+ranges whose raw rows are gone."""
 
 from __future__ import annotations
 
@@ -7,16 +9,28 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Delete, Engine, Table, delete, func, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Delete,
+    Engine,
+    Table,
+    delete,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository._common import ALERTS, CHECKS, stopwatch
+from cim_monitoring.repository.rollups import DAY, HOUR, ROLLUPS, TIME_COLUMNS, floor
 from cim_monitoring.schemas import PurgeResult
 from cim_monitoring.schemas.params import PurgeParams
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = timedelta(days=30)
+DEFAULT_ROLLUP_RETENTION = timedelta(days=400)
 DEFAULT_BATCH_SIZE = 5000
 
 
@@ -26,8 +40,10 @@ def purge_expired(
     older_than: timedelta = DEFAULT_RETENTION,
     batch_size: int = DEFAULT_BATCH_SIZE,
     now: datetime | None = None,
+    rollups_older_than: timedelta = DEFAULT_ROLLUP_RETENTION,
 ) -> PurgeResult:
-    """Delete checks created before ``now - older_than`` and alerts resolved before it.
+    """Delete checks created before ``now - older_than`` and alerts resolved before it, and
+    hourly and daily rollups that end before ``now - rollups_older_than``.
 
     Open alerts are never deleted, however old. Each DELETE takes at most ``batch_size`` rows
     and skips rows another purge has locked. Given an ``Engine``, every batch commits on its
@@ -35,24 +51,37 @@ def purge_expired(
     batches run in the caller's transaction and their locks last until it ends. ``now``
     defaults to the database's clock.
     """
-    params = PurgeParams(older_than=older_than, batch_size=batch_size, now=now)
+    params = PurgeParams(
+        older_than=older_than,
+        batch_size=batch_size,
+        now=now,
+        rollups_older_than=rollups_older_than,
+    )
     execute = _executor(target)
     with stopwatch() as elapsed:
-        cutoff = (params.now or _database_now(target)) - params.older_than
-        checks = _drain(execute, CHECKS, CHECKS.c.created_at < cutoff, params.batch_size)
-        alerts = _drain(
-            execute,
-            ALERTS,
-            (ALERTS.c.status == "resolved") & (ALERTS.c.resolved_at < cutoff),
-            params.batch_size,
-        )
-    result = PurgeResult(cutoff=cutoff, health_checks=checks, alerts=alerts)
+        now = params.now or _database_now(target)
+        cutoff = now - params.older_than
+        size = params.batch_size
+        checks = _drain(execute, CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at, size)
+        # resolved_at >= created_at: the created_at bound lets the scan stop at the cut-off.
+        resolved = (ALERTS.c.status == "resolved") & (ALERTS.c.resolved_at < cutoff)
+        old = resolved & (ALERTS.c.created_at < cutoff)
+        alerts = _drain(execute, ALERTS, old, ALERTS.c.created_at, size)
+        rollups = 0
+        for grain in (HOUR, DAY):
+            table = ROLLUPS[grain]
+            time = table.c[TIME_COLUMNS[grain]]
+            # A bucket goes only when all of it is older than the cut-off.
+            ended = time < floor(now - params.rollups_older_than, grain)
+            rollups += _drain(execute, table, ended, time, size)
+    result = PurgeResult(cutoff=cutoff, health_checks=checks, alerts=alerts, rollups=rollups)
     logger.info(
         "expired rows purged",
         extra={
             "count": checks + alerts,
             "health_checks": checks,
             "alerts": alerts,
+            "rollups": rollups,
             "cutoff": result.cutoff.isoformat(),
             "duration_ms": elapsed(),
         },
@@ -83,10 +112,23 @@ def _executor(target: Session | Engine) -> Callable[[Delete], int]:
 
 
 def _drain(
-    execute: Callable[[Delete], int], table: Table, expired: ColumnElement[bool], size: int
+    execute: Callable[[Delete], int],
+    table: Table,
+    expired: ColumnElement[bool],
+    oldest_first: ColumnElement[Any],
+    size: int,
 ) -> int:
-    victims = select(table.c.id).where(expired).limit(size).with_for_update(skip_locked=True)
-    statement = delete(table).where(table.c.id.in_(victims))
+    # Oldest first along an index: without the order the planner may pick a sequential scan
+    # for the LIMIT, which re-reads the rows earlier batches deleted (250 ms per batch at 2M).
+    key = tuple_(*table.primary_key.columns)
+    victims = (
+        select(*table.primary_key.columns)
+        .where(expired)
+        .order_by(oldest_first)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    statement = delete(table).where(key.in_(victims))
     total = 0
     while True:
         deleted = execute(statement)

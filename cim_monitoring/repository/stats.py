@@ -1,27 +1,30 @@
-"""Aggregates over raw health checks: per-service statistics and time-bucketed series.
+"""Per-service statistics and time-bucketed series of health checks.
 
-Percentiles are exact over the raw rows and use ``percentile_disc``: each one is a latency that
-was actually observed (the nearest-rank method), never an interpolation. Checks without a
-latency (no response) count towards the status counts but not the latency figures.
+By default they read the rollups for whole hours and days and raw rows only for the partial
+edges (see ``rollups``): counts and maxima are exact, percentiles are estimated from the latency
+histogram within ``histogram.RELATIVE_ERROR`` (10 %) of the exact value. ``exact=True`` reads
+raw rows only: exact percentiles with ``percentile_disc`` (the nearest-rank method, a latency
+that was actually observed), at the cost of scanning every check of the range, and nothing
+older than raw retention. Checks without a latency (no response) count towards the status
+counts but not the latency figures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, DateTime, Float, Integer, Label, Row, func, literal, select
+from sqlalchemy import ColumnElement, DateTime, Float, Label, Row, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from cim_monitoring.models import HEALTH_STATUSES
 from cim_monitoring.repository._common import CHECKS
+from cim_monitoring.repository.rollups import DAY, EPOCH, HOUR, Aggregate, aggregate, floor
 from cim_monitoring.schemas import ServiceStats, StatusBucket
 from cim_monitoring.schemas.params import SeriesParams, StatsParams
 
-# Buckets are aligned to the Unix epoch, so the same bucket size always yields the same edges.
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PERCENTILES = (0.5, 0.95, 0.99)
 
 
@@ -37,14 +40,33 @@ def service_stats(
     start: datetime,
     end: datetime,
     services: Sequence[str] | None = None,
+    exact: bool = False,
 ) -> list[ServiceStats]:
     """Per service, its checks in ``[start, end)``: counts by status, uptime, latency figures.
 
     Uptime is healthy / total: a degraded check does not count as up. Without ``services``
     only services with checks in the range are listed; services named in ``services`` are
-    always listed, with zero counts and None figures when they had no checks.
+    always listed, with zero counts and None figures when they had no checks. Percentiles are
+    within 10 % of the exact ones unless ``exact`` (see the module's docstring).
     """
     params = StatsParams(start=start, end=end, services=services)
+    if exact:
+        found = _exact_stats(session, params)
+    else:
+        groups = aggregate(
+            session,
+            start=params.start,
+            end=params.end,
+            grains=(DAY, HOUR),
+            key=lambda _, table: table.c.service_name,
+            services=params.services,
+        )
+        found = {str(name): _estimated(str(name), group) for name, group in groups.items()}
+    names = sorted(set(params.services)) if params.services is not None else sorted(found)
+    return [found.get(name) or _no_checks(name) for name in names]
+
+
+def _exact_stats(session: Session, params: StatsParams) -> dict[str, ServiceStats]:
     percentiles = func.percentile_disc(literal(list(_PERCENTILES), ARRAY(Float))).within_group(
         CHECKS.c.latency_ms
     )
@@ -61,9 +83,23 @@ def service_stats(
     )
     if params.services is not None:
         query = query.where(CHECKS.c.service_name.in_(params.services))
-    found = {row.service_name: _stats(row) for row in session.execute(query)}
-    names = sorted(set(params.services)) if params.services is not None else list(found)
-    return [found.get(name) or _no_checks(name) for name in names]
+    return {row.service_name: _stats(row) for row in session.execute(query)}
+
+
+def _estimated(service_name: str, group: Aggregate) -> ServiceStats:
+    p50, p95, p99 = (group.percentile(fraction) for fraction in _PERCENTILES)
+    return ServiceStats(
+        service_name=service_name,
+        total=group.total,
+        healthy=group.healthy,
+        degraded=group.degraded,
+        down=group.down,
+        uptime=group.healthy / group.total,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        max_ms=group.latency_max,
+    )
 
 
 def _stats(row: Row[Any]) -> ServiceStats:
@@ -98,15 +134,55 @@ def _no_checks(service_name: str) -> ServiceStats:
 
 
 def status_series(
-    session: Session, service: str, *, start: datetime, end: datetime, bucket: timedelta
+    session: Session,
+    service: str,
+    *,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    exact: bool = False,
 ) -> list[StatusBucket]:
     """``service``'s checks in ``[start, end)`` in epoch-aligned buckets of ``bucket``, oldest
     first; buckets without checks are included with zero counts and ``p95_ms`` None.
 
     The first bucket starts at or before ``start`` and the last one may reach past ``end``;
-    only checks inside ``[start, end)`` are counted.
+    only checks inside ``[start, end)`` are counted. Buckets of whole hours read the rollups
+    (``p95_ms`` within 10 % of the exact value); shorter ones, or ``exact``, read raw rows.
     """
     params = SeriesParams(service=service, start=start, end=end, bucket=bucket)
+    if exact or params.bucket % HOUR:
+        found = _exact_buckets(session, params)
+    else:
+        groups = aggregate(
+            session,
+            start=params.start,
+            end=params.end,
+            grains=(DAY, HOUR) if params.bucket % DAY == timedelta(0) else (HOUR,),
+            key=lambda time, _: func.date_bin(params.bucket, time, EPOCH),
+            services=(params.service,),
+        )
+        found = {
+            cast(datetime, key): {
+                "total": group.total,
+                "healthy": group.healthy,
+                "degraded": group.degraded,
+                "down": group.down,
+                "p95_ms": group.percentile(0.95),
+            }
+            for key, group in groups.items()
+        }
+    first = floor(params.start, params.bucket)
+    count = -((first - params.end) // params.bucket)
+    starts = (first + index * params.bucket for index in range(count))
+    return [
+        StatusBucket.model_validate({"start": at, **found.get(at, _EMPTY_BUCKET)}) for at in starts
+    ]
+
+
+_EMPTY_BUCKET = {"total": 0, "healthy": 0, "degraded": 0, "down": 0, "p95_ms": None}
+
+
+def _exact_buckets(session: Session, params: SeriesParams) -> dict[datetime, dict[str, Any]]:
     timestamp = DateTime(timezone=True)
     rows = (
         select(
@@ -123,31 +199,9 @@ def status_series(
         )
         .subquery()
     )
-    filled = (
-        select(
-            rows.c.start,
-            *_counts(rows.c.status),
-            func.percentile_disc(0.95).within_group(rows.c.latency_ms).label("p95_ms"),
-        )
-        .group_by(rows.c.start)
-        .subquery()
-    )
-    first = func.date_bin(params.bucket, params.start, EPOCH, type_=timestamp)
-    edges = select(
-        func.generate_series(first, params.end, params.bucket, type_=timestamp).label("start")
-    ).subquery()
-    zero = literal(0, Integer)
-    query = (
-        select(
-            edges.c.start,
-            *(
-                func.coalesce(filled.c[name], zero).label(name)
-                for name in ("total", *HEALTH_STATUSES)
-            ),
-            filled.c.p95_ms,
-        )
-        .select_from(edges.outerjoin(filled, filled.c.start == edges.c.start))
-        .where(edges.c.start < params.end)
-        .order_by(edges.c.start)
-    )
-    return [StatusBucket.model_validate(row) for row in session.execute(query)]
+    query = select(
+        rows.c.start,
+        *_counts(rows.c.status),
+        func.percentile_disc(0.95).within_group(rows.c.latency_ms).label("p95_ms"),
+    ).group_by(rows.c.start)
+    return {row.start: row._asdict() for row in session.execute(query)}

@@ -34,7 +34,7 @@ DETAILS_MAX_DEPTH = 64
 
 _CONTROL = re.compile(CONTROL_CHARACTERS_PATTERN)
 # Built once: json.dumps with non-default options would construct an encoder per call.
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _storable(value: str) -> str:
@@ -97,7 +97,7 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
         return value
     _check_structure(value)
     try:
-        serialized = _COMPACT_JSON.encode(value)
+        serialized = COMPACT_JSON.encode(value)
         size = len(serialized.encode())
     except ValueError as exc:  # NaN/Infinity, or a lone surrogate (UnicodeEncodeError)
         raise ValueError(f"must be storable as JSON: {exc}") from None

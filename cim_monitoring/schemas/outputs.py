@@ -82,8 +82,10 @@ class AlertOut(_Out):
 
 
 class PurgeResult(_Out):
-    """What one retention run deleted, and the cut-off it used."""
+    """What one retention run deleted, and the cut-off it used for checks and alerts;
+    ``rollups`` counts hourly and daily rollup rows together."""
 
     cutoff: UtcDatetime
     health_checks: int
     alerts: int
+    rollups: int = 0

@@ -122,4 +122,5 @@ class ActiveParams(_Params):
 
 class PurgeParams(Clock):
     older_than: PositiveDuration
+    rollups_older_than: PositiveDuration
     batch_size: Annotated[int, Field(strict=True, ge=1, le=PURGE_BATCH_MAX)]

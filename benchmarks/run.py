@@ -1,0 +1,124 @@
+"""Run every benchmark in one go: ``python -m benchmarks.run --rows 2160000``.
+
+Builds the data set in the database of ``--database-url`` (default ``DATABASE_URL``; it is
+migrated to head and its monitoring tables are EMPTIED), times each operation through the API
+and its baseline, prints the table and writes it as JSON (default
+``benchmarks/results/run-<rows>.json``, git-ignored). ``--quick`` is a sanity run on 216k rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy import text
+
+from benchmarks import dataset, ingest
+from benchmarks.operations import Row, queries, run_purge, run_query
+from cim_monitoring import make_engine, make_session_factory
+from cim_monitoring.migrations import alembic_config
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--rows", type=int, default=2_160_000, help="health checks to generate")
+    parser.add_argument("--quick", action="store_true", help="216k rows, fewer repeats")
+    parser.add_argument("--output", type=Path, help="JSON file (default under results/)")
+    arguments = parser.parse_args()
+    if not arguments.database_url:
+        parser.error("give --database-url or set DATABASE_URL")
+    if arguments.quick:
+        arguments.rows = 216_000
+    return arguments
+
+
+def _table(rows: list[Row]) -> str:
+    header = ("operation", "median", "baseline", "ratio", "target", "met", "plan")
+    lines = [
+        (
+            row.operation,
+            f"{row.median_ms:.2f} ms",
+            f"{row.baseline_ms:.2f} ms",
+            f"{row.ratio:.2f}x",
+            row.target,
+            "yes" if row.met else "NO",
+            row.plan,
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
+        + "  "
+        + line[-1]
+        for line in [header, *lines]
+    )
+
+
+def main() -> None:
+    arguments = _arguments()
+    quick = arguments.quick
+    engine = make_engine(arguments.database_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    factory = make_session_factory(engine)
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    data = dataset.build(engine, rows=arguments.rows, end=end)
+    print(f"data set: {data.rows} checks over {data.days:.1f} days, built")
+
+    results = [run_query(engine, factory, query, 20 if quick else 50) for query in queries(data)]
+    bulk_rows = ingest.probes(20_000 if quick else 200_000, end)
+    api_ms, raw_ms = ingest.bulk(factory, bulk_rows, 3 if quick else 5)
+    results.append(
+        Row(
+            f"record_checks {len(bulk_rows) // 1000}k",
+            api_ms,
+            raw_ms,
+            ">= 0.8x raw COPY",
+            raw_ms / api_ms >= 0.8,
+            "COPY FROM STDIN (FORMAT BINARY) + rollup trigger",
+        )
+    )
+    single_rows = ingest.probes(100 if quick else 400, end + timedelta(days=1))
+    api_ms, raw_ms = ingest.one_per_transaction(engine, factory, single_rows)
+    results.append(
+        Row(
+            "record_check, own transaction",
+            api_ms,
+            raw_ms,
+            ">= 0.5x raw psycopg",
+            raw_ms / api_ms >= 0.5,
+            "INSERT ... RETURNING + rollup trigger, COMMIT",
+        )
+    )
+    results.append(run_purge(engine, factory, data, 3))
+    with engine.connect() as connection:
+        server = connection.execute(text("SHOW server_version")).scalar_one()
+
+    print(_table(results))
+    output = arguments.output or RESULTS / f"run-{arguments.rows}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "rows": data.rows,
+        "days": data.days,
+        "postgresql": server,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "results": [{**asdict(row), "ratio": row.ratio} for row in results],
+    }
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"written to {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The fixed latency histogram of the rollups, and percentiles estimated from it.
+
+Bucket ``i`` holds the latencies in ``[BOUNDS[i], BOUNDS[i + 1])`` (the last one is open-ended
+up to the integer column's maximum). Bounds are exact below 10 ms and then as wide as possible
+while one integer inside each bucket lies within ``RELATIVE_ERROR`` of every latency in it: so a
+percentile read from the histogram is within 10 % of the exact ``percentile_disc``. The counts
+are exact, hence the bucket holding the exact percentile is known; only its position inside
+the bucket is estimated. The migration that creates the rollups freezes the same bounds in SQL
+(``service_health_latency_bucket``); a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+RELATIVE_ERROR = 0.1
+INT32_MAX = 2**31 - 1
+
+
+def _error(low: int, high: int, estimate: int) -> float:
+    """The worst relative error of ``estimate`` for any latency in ``[low, high]``."""
+    if low == 0:
+        return 0.0 if high == 0 else math.inf
+    return max((estimate - low) / low, (high - estimate) / high)
+
+
+def best_estimate(low: int, high: int) -> int:
+    """The integer in ``[low, high]`` with the smallest worst-case relative error: the
+    harmonic mean of the ends, rounded whichever way errs less."""
+    if low == high:
+        return low
+    mean = 2 * low * high / (low + high)
+    return min((math.floor(mean), math.ceil(mean)), key=lambda e: _error(low, high, e))
+
+
+def _widest(low: int) -> int:
+    """The largest ``high`` such that ``[low, high]`` keeps every latency within the bound."""
+    good, bad = low, 2 * low + 2
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if _error(low, middle, best_estimate(low, middle)) <= RELATIVE_ERROR:
+            good = middle
+        else:
+            bad = middle
+    return min(good, INT32_MAX)
+
+
+def _bounds() -> tuple[int, ...]:
+    bounds = [0]
+    while (high := _widest(bounds[-1])) < INT32_MAX:
+        bounds.append(high + 1)
+    return tuple(bounds)
+
+
+BOUNDS = _bounds()
+
+
+def percentile(
+    histogram: Mapping[int, int], fraction: float, *, minimum: int, maximum: int
+) -> int | None:
+    """The nearest-rank percentile (as ``percentile_disc``) estimated from bucket counts,
+    given as {bucket index (0-based): count}, empty buckets optional.
+
+    ``minimum`` and ``maximum`` are the exact extremes of the same latencies: they narrow the
+    first and last buckets, and keep the estimate inside the observed range.
+    """
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = max(math.ceil(fraction * total), 1)
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            break
+    upper = BOUNDS[index + 1] - 1 if index + 1 < len(BOUNDS) else INT32_MAX
+    return best_estimate(max(BOUNDS[index], minimum), min(upper, maximum))

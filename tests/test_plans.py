@@ -1,0 +1,89 @@
+"""Plan shapes of the dashboard queries: the intended indexes and rollups, never a sequential
+scan of service_health_checks. Deterministic (plans, not timings), on the benchmark's data set
+at a small size: 50 services probed every minute for a day, 20k resolved alerts, ANALYZEd."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from scratch import migrated_engine
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from benchmarks import dataset
+from benchmarks.measure import StatementLog, describe, plan_nodes
+from cim_monitoring import (
+    active_alerts,
+    check_history,
+    latest_status,
+    make_session_factory,
+    service_stats,
+    status_series,
+)
+
+if TYPE_CHECKING:
+    from conftest import PostgresServer
+
+END = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+CHECKS_BY_TIME = "ix_service_health_checks_created_at"
+CHECKS_BY_SERVICE = "ix_service_health_checks_service_name_created_at"
+
+
+@pytest.fixture(scope="module")
+def engine(pg_server: PostgresServer) -> Iterator[Engine]:
+    for engine in migrated_engine(pg_server):
+        dataset.build(engine, rows=dataset.SERVICES * 24 * 60, end=END, resolved_alerts=20_000)
+        yield engine
+
+
+def scans(engine: Engine, call: Callable[[Session], object]) -> set[str]:
+    """Every scan in the plans of every statement ``call`` sends."""
+    log = StatementLog()
+    with log.capture(engine), make_session_factory(engine)() as session:
+        call(session)
+    found = set()
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        for statement in log.statements:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement.sql, statement.params or None)
+            [[document]] = cursor.fetchall()
+            found |= {
+                describe(n) for n in plan_nodes(document[0]["Plan"]) if "Scan" in n["Node Type"]
+            }
+    return found
+
+
+def uses(found: set[str], name: str) -> bool:
+    """A scan of the table or index ``name`` (a table's index names contain the table's)."""
+    return any(name in scan for scan in found)
+
+
+CASES: dict[str, tuple[Callable[[Session], object], tuple[str, ...]]] = {
+    "latest_status": (latest_status, (CHECKS_BY_SERVICE,)),
+    "service_stats 24 h": (
+        lambda s: service_stats(s, start=END - 24 * HOUR, end=END),
+        ("service_health_hourly", CHECKS_BY_TIME),
+    ),
+    "status_series hourly": (
+        lambda s: status_series(s, "svc-07", start=END - 12 * HOUR, end=END, bucket=HOUR),
+        ("service_health_hourly", CHECKS_BY_SERVICE),
+    ),
+    "check_history": (
+        lambda s: check_history(s, "svc-07", start=END - HOUR, end=END, limit=100),
+        (CHECKS_BY_SERVICE,),
+    ),
+    "active_alerts": (active_alerts, ("ix_alert_events_open_created_at",)),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_dashboard_query_plan(engine: Engine, case: str) -> None:
+    call, indexes = CASES[case]
+    found = scans(engine, call)
+    assert "Seq Scan service_health_checks" not in found, found
+    for index in indexes:
+        assert uses(found, index), found

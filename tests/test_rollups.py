@@ -1,0 +1,267 @@
+"""Rollups: exactly in step with the raw checks on every insert path, estimated percentiles
+within the documented bound, append-only checks, retention past the raw rows."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cim_monitoring import purge_expired, record_check, record_checks, service_stats, status_series
+from cim_monitoring.histogram import BOUNDS, RELATIVE_ERROR, best_estimate
+from cim_monitoring.models import HEALTH_STATUSES, LATENCY_BUCKETS, ServiceHealthCheck
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+SPAN = 3 * DAY
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def reference_rollup(session: Session, grain: timedelta) -> list[tuple[object, ...]]:
+    """The rollup rows recomputed in Python from the raw checks."""
+    groups: dict[tuple[str, datetime], list[tuple[str, int | None]]] = {}
+    for name, status, latency, at in session.execute(
+        text("SELECT service_name, status, latency_ms, created_at FROM service_health_checks")
+    ):
+        key = (name, at - (at - EPOCH) % grain)
+        groups.setdefault(key, []).append((status, latency))
+    rows = []
+    for (name, at), checks in sorted(groups.items()):
+        latencies = [ms for _, ms in checks if ms is not None]
+        statuses = [status for status, _ in checks]
+        histogram = [0] * LATENCY_BUCKETS
+        for ms in latencies:
+            histogram[bisect_right(BOUNDS, ms) - 1] += 1
+        rows.append(
+            (
+                name,
+                at,
+                *(statuses.count(status) for status in HEALTH_STATUSES),
+                len(latencies),
+                min(latencies, default=None),
+                max(latencies, default=None),
+                sum(latencies),
+                histogram,
+            )
+        )
+    return rows
+
+
+def assert_rollups_match_raw(session: Session) -> None:
+    for table, column, grain in (
+        ("service_health_hourly", "hour", HOUR),
+        ("service_health_daily", "day", DAY),
+    ):
+        rolled = session.execute(
+            text(
+                f"SELECT service_name, {column}, healthy, degraded, down, latency_count, "
+                f"latency_min, latency_max, latency_sum, latency_histogram FROM {table} "
+                "ORDER BY 1, 2"
+            )
+        )
+        assert [tuple(row) for row in rolled] == reference_rollup(session, grain), table
+
+
+def test_the_bounds_are_those_of_the_migration(session: Session) -> None:
+    assert len(BOUNDS) == LATENCY_BUCKETS
+    probes = [*BOUNDS, *(bound - 1 for bound in BOUNDS[1:]), 2**31 - 1]
+    found = session.execute(
+        text("SELECT service_health_latency_bucket(v) FROM unnest(CAST(:v AS int[])) AS v"),
+        {"v": probes},
+    ).scalars()
+    expected = [*range(1, len(BOUNDS) + 1), *range(1, len(BOUNDS)), len(BOUNDS)]
+    assert list(found) == expected
+
+
+def test_every_bucket_keeps_the_documented_bound() -> None:
+    for low, high in zip(BOUNDS, [*(b - 1 for b in BOUNDS[1:]), 2**31 - 1], strict=True):
+        estimate = best_estimate(low, high)
+        if low:
+            assert (estimate - low) / low <= RELATIVE_ERROR
+            assert (high - estimate) / high <= RELATIVE_ERROR
+
+
+def within_bound(estimate: int | None, exact: int | None) -> bool:
+    if exact is None or estimate is None:
+        return estimate == exact
+    return abs(estimate - exact) <= RELATIVE_ERROR * exact
+
+
+latencies = st.one_of(
+    st.none(),
+    st.integers(0, 50),
+    st.integers(0, 5000),
+    st.integers(0, 2**31 - 1),
+)
+checks = st.lists(
+    st.tuples(
+        st.sampled_from(["api", "db"]),
+        st.sampled_from(HEALTH_STATUSES),
+        latencies,
+        st.integers(0, int(SPAN.total_seconds()) - 1),
+    ),
+    min_size=1,
+    max_size=60,
+)
+windows = st.tuples(st.integers(0, int(SPAN / HOUR) * 60), st.integers(1, int(SPAN / HOUR) * 60))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=checks, path=st.sampled_from(["copy", "executemany", "one-by-one"]), window=windows)
+def test_rollups_are_exact_and_estimates_within_bound(
+    session: Session,
+    rows: list[tuple[str, str, int | None, int]],
+    path: str,
+    window: tuple[int, int],
+) -> None:
+    values = [
+        {
+            "service_name": s,
+            "status": st_,
+            "latency_ms": ms,
+            "created_at": T0 + timedelta(seconds=t),
+        }
+        for s, st_, ms, t in rows
+    ]
+    start = T0 + timedelta(minutes=window[0])
+    end = start + timedelta(minutes=window[1])
+    with session.begin_nested() as example:
+        if path == "copy":
+            half = len(values) // 2
+            record_checks(session, values[:half])
+            record_checks(session, values[half:])
+        elif path == "executemany":
+            session.execute(insert(ServiceHealthCheck), values)
+        else:
+            for value in values:
+                record_check(session, value)
+        assert_rollups_match_raw(session)
+        estimated = service_stats(session, start=start, end=end)
+        exact = service_stats(session, start=start, end=end, exact=True)
+        series = status_series(session, "api", start=start, end=end, bucket=HOUR)
+        exact_series = status_series(session, "api", start=start, end=end, bucket=HOUR, exact=True)
+        example.rollback()
+    assert [s.model_dump(exclude={"p50_ms", "p95_ms", "p99_ms"}) for s in estimated] == [
+        s.model_dump(exclude={"p50_ms", "p95_ms", "p99_ms"}) for s in exact
+    ]
+    for guess, truth in zip(estimated, exact, strict=True):
+        for field in ("p50_ms", "p95_ms", "p99_ms"):
+            assert within_bound(getattr(guess, field), getattr(truth, field)), field
+    assert [b.model_dump(exclude={"p95_ms"}) for b in series] == [
+        b.model_dump(exclude={"p95_ms"}) for b in exact_series
+    ]
+    assert all(within_bound(a.p95_ms, b.p95_ms) for a, b in zip(series, exact_series, strict=True))
+
+
+def test_daily_buckets_read_the_daily_rollup(session: Session) -> None:
+    record_checks(
+        session,
+        [
+            {
+                "service_name": "api",
+                "status": "healthy",
+                "latency_ms": 10,
+                "created_at": T0 + n * HOUR,
+            }
+            for n in range(72)
+        ],
+    )
+    series = status_series(session, "api", start=T0, end=T0 + 3 * DAY, bucket=DAY)
+    assert [(b.start, b.total, b.p95_ms) for b in series] == [
+        (T0 + n * DAY, 24, 10) for n in range(3)
+    ]
+
+
+def test_health_checks_are_append_only(session: Session) -> None:
+    record_check(session, {"service_name": "api", "status": "healthy", "created_at": T0})
+    with pytest.raises(IntegrityError, match="append-only"), session.begin_nested():
+        session.execute(text("UPDATE service_health_checks SET status = 'down'"))
+
+
+def test_rollups_outlive_purged_raw_rows_until_their_own_retention(session: Session) -> None:
+    record_checks(
+        session,
+        [
+            {
+                "service_name": "api",
+                "status": "down",
+                "latency_ms": 100,
+                "created_at": T0 + n * HOUR,
+            }
+            for n in range(48)
+        ],
+    )
+    now = T0 + 40 * DAY
+    result = purge_expired(session, older_than=30 * DAY, now=now)
+    assert (result.health_checks, result.rollups) == (48, 0)
+    [stats] = service_stats(session, start=T0, end=T0 + 2 * DAY)
+    assert (stats.total, stats.down, stats.max_ms) == (48, 48, 100)
+    assert service_stats(session, start=T0, end=T0 + 2 * DAY, exact=True) == []
+
+    result = purge_expired(session, older_than=30 * DAY, rollups_older_than=39 * DAY, now=now)
+    assert result.rollups == 24 + 1  # the first day: its 24 hours and the day itself
+    [stats] = service_stats(session, start=T0, end=T0 + 2 * DAY)
+    assert stats.total == 24
+
+
+def test_an_admin_member_who_is_not_superuser_feeds_the_rollups(connection: Connection) -> None:
+    """Through INSERT and through record_checks, whose COPY is staged under RLS."""
+    role = f"cim_test_writer_{id(connection)}"
+    connection.execute(text(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS"))
+    connection.execute(text(f"GRANT monitoring_admin TO {role}"))
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+        record_check(session, {"service_name": "api", "status": "healthy", "created_at": T0})
+        record_checks(session, [{"service_name": "api", "status": "down", "created_at": T0}])
+        [stats] = service_stats(session, start=T0, end=T0 + HOUR)
+        session.commit()  # releases the savepoint; the outer transaction is rolled back later
+    assert (stats.healthy, stats.down) == (1, 1)
+    connection.execute(text("RESET ROLE"))
+    hourly = connection.execute(
+        text("SELECT healthy, down FROM service_health_hourly WHERE service_name = 'api'")
+    ).one()
+    assert tuple(hourly) == (1, 1)
+
+
+def test_nearest_rank_over_a_histogram_matches_percentile_disc_for_small_values() -> None:
+    # Below 10 ms every bucket holds one value: the estimate is exact.
+    from cim_monitoring.histogram import percentile
+
+    values = [0, 1, 1, 3, 9, 9, 9]
+    counts = [values.count(v) for v in range(len(BOUNDS))]
+    for fraction in (0.5, 0.95, 0.99):
+        rank = max(math.ceil(fraction * len(values)), 1)
+        assert (
+            percentile(dict(enumerate(counts)), fraction, minimum=0, maximum=9)
+            == sorted(values)[rank - 1]
+        )
+
+
+def test_the_rollup_trigger_ignores_the_inserting_sessions_search_path(
+    connection: Connection,
+) -> None:
+    """A writer whose search_path lacks the schema still feeds the rollups."""
+    connection.execute(text("SET LOCAL search_path = pg_catalog"))
+    connection.execute(
+        text(
+            "INSERT INTO public.service_health_checks (service_name, status, created_at) "
+            "VALUES ('api', 'down', :at)"
+        ),
+        {"at": T0},
+    )
+    connection.execute(text("RESET search_path"))
+    hourly = connection.execute(
+        text("SELECT down FROM service_health_hourly WHERE service_name = 'api'")
+    ).scalar_one()
+    assert hourly == 1
