@@ -6,10 +6,8 @@ operator runs it (a subprocess with ``DATABASE_URL``) where its exit and message
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic_cli import ROOT, alembic_command, alembic_env, run_alembic
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
@@ -25,7 +24,6 @@ from sqlalchemy.pool import NullPool
 from cim_monitoring import make_engine
 from cim_monitoring.migrations import MIGRATION_LOCK_KEY, alembic_config, script_location
 
-ROOT = Path(__file__).resolve().parent.parent
 FIRST = "3f1c9a7e2b10"
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 LOCK_TIMEOUT_MESSAGE = (
@@ -43,20 +41,7 @@ def engine(empty_database_url: URL) -> Iterator[Engine]:
 
 
 def _alembic(url: URL, *args: str, lock_wait: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": url.render_as_string(hide_password=False),
-        "MIGRATION_LOCK_TIMEOUT": f"{lock_wait:g}",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_alembic(*args, url=url, lock_wait=lock_wait, timeout=60)
 
 
 def _version(engine: Engine) -> list[str]:
@@ -94,12 +79,9 @@ def test_migration_blocked_by_a_reader_fails_fast_and_reruns(
         reader.execute(text("SELECT count(*) FROM service_health_checks"))
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            alembic_command("upgrade", "head"),
             cwd=ROOT,
-            env={
-                **os.environ,
-                "DATABASE_URL": empty_database_url.render_as_string(hide_password=False),
-            },
+            env=alembic_env(empty_database_url, lock_wait=60),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

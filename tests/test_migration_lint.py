@@ -11,7 +11,6 @@ writes into the --sql rendering; ``.squawk.toml`` excludes no rule.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,10 +20,10 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
+from alembic_cli import ROOT, run_alembic
 
 from cim_monitoring.migrations import alembic_config, script_location
 
-ROOT = Path(__file__).resolve().parent.parent
 SQUAWK_CONFIG = ROOT / ".squawk.toml"
 RUNNING_UPGRADE = re.compile(r"^-- Running upgrade (?P<source>\S*) -> (?P<target>\S+)$", re.M)
 TRAILING_BEGIN = re.compile(r"\s*BEGIN;\s*\Z")
@@ -42,16 +41,7 @@ def _squawk() -> str:
 
 def _render_sql(*alembic_args: str) -> str:
     """``alembic [args] upgrade head --sql`` as a new user runs it: no database configured."""
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", *alembic_args, "upgrade", "head", "--sql"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_alembic(*alembic_args, "upgrade", "head", "--sql", timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
