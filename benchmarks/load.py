@@ -263,9 +263,10 @@ def warm_up(
     """Open every pooled connection and make ``calls`` once on each, rolled back, so connection
     setup and first-use compilation do not land in the measured latencies.
 
-    The order matters: PL/pgSQL plans the rollup trigger's statements on a connection's first
-    insert and keeps those plans, so the first call decides how fast later ones are (see
-    ``--shared-pool``).
+    PL/pgSQL plans the rollup trigger's statements on a connection's first insert and keeps
+    those plans; the statements are written so that a plan made for one row serves a batch as
+    well (``--shared-pool`` makes every connection insert a single row first; see also
+    ``python -m benchmarks.trigger_plans``).
     """
     sessions = [factory() for _ in range(connections)]
     try:

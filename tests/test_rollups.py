@@ -3,6 +3,7 @@ within the documented bound, append-only checks, retention past the raw rows."""
 
 from __future__ import annotations
 
+import json
 import math
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
@@ -11,10 +12,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, insert, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from cim_monitoring import purge_expired, record_check, record_checks, service_stats, status_series
+from benchmarks.measure import describe, plan_nodes
+from cim_monitoring import (
+    make_engine,
+    purge_expired,
+    record_check,
+    record_checks,
+    service_stats,
+    status_series,
+)
 from cim_monitoring.histogram import BOUNDS, RELATIVE_ERROR, best_estimate
 from cim_monitoring.models import HEALTH_STATUSES, LATENCY_BUCKETS, ServiceHealthCheck
 
@@ -265,3 +276,96 @@ def test_the_rollup_trigger_ignores_the_inserting_sessions_search_path(
         text("SELECT down FROM service_health_hourly WHERE service_name = 'api'")
     ).scalar_one()
     assert hourly == 1
+
+
+def _upserts_of_the_rollup_trigger(connection: Connection) -> list[str]:
+    """The statements the trigger runs for statements of up to REPLAN_ROWS rows with the
+    plans it caches (the ELSE branch of the deployed function), one per rollup level."""
+    body = connection.execute(
+        text("SELECT prosrc FROM pg_proc WHERE proname = 'service_health_rollup'")
+    ).scalar_one()
+    cached_branch = body.split("ELSE", 1)[1].split("END IF;", 1)[0]
+    statements = [s.strip() for s in cached_branch.split(";") if s.strip()]
+    assert [s.split()[:3] for s in statements] == [
+        ["INSERT", "INTO", "service_health_hourly"],
+        ["INSERT", "INTO", "service_health_daily"],
+    ], body
+    return statements
+
+
+def _batch(count: int, start: datetime = T0) -> list[dict[str, object]]:
+    return [
+        {
+            "service_name": f"svc-{i % 50:02d}",
+            "status": ("healthy", "degraded", "down")[i % 3],
+            "latency_ms": None if i % 7 == 0 else (i * 7919) % 3000,
+            "created_at": start + timedelta(seconds=i),
+        }
+        for i in range(count)
+    ]
+
+
+def test_a_rollup_plan_made_for_one_row_stays_linear_for_thousands(
+    connection: Connection,
+) -> None:
+    """PL/pgSQL caches the trigger's plans on a connection's first insert, whatever the later
+    sizes. Stand-in for that: each upsert prepared (a generic plan) against a one-row, ANALYZEd
+    ``new_rows``, then run by that same plan on 2000 rows. The rows every plan node handles must
+    stay linear in the input; a join of the keys with the sparse histogram, planned as a nested
+    loop for one row, handled millions (and took 100+ ms for 500 rows)."""
+    rows = 2000
+    connection.execute(
+        text(
+            "CREATE TEMPORARY TABLE new_rows ON COMMIT DROP AS "
+            "SELECT service_name, status, latency_ms, created_at FROM service_health_checks "
+            "WITH NO DATA"
+        )
+    )
+    insert_rows = text(
+        "INSERT INTO new_rows SELECT c.service_name, c.status, c.latency_ms, c.created_at "
+        "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+        "AS c(service_name text, status text, latency_ms integer, created_at timestamptz)"
+    )
+    batch = [{**row, "created_at": row["created_at"].isoformat()} for row in _batch(rows)]
+    connection.execute(insert_rows, {"rows": json.dumps(batch[:1])})
+    connection.execute(text("ANALYZE new_rows"))
+    cursor = connection.connection.driver_connection.cursor()
+    for n, statement in enumerate(_upserts_of_the_rollup_trigger(connection)):
+        cursor.execute(f"PREPARE rollup_{n} AS {statement}")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE rollup_{n}")  # plans for one row
+    connection.execute(insert_rows, {"rows": json.dumps(batch[1:])})
+    for n in range(2):
+        cursor.execute(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) EXECUTE rollup_{n}")
+        [[document]] = cursor.fetchall()
+        cursor.execute(f"DEALLOCATE rollup_{n}")
+        nodes = list(plan_nodes(document[0]["Plan"]))
+        scans = [node for node in nodes if node.get("Relation Name") == "new_rows"]
+        assert scans, "no scan of new_rows"
+        assert all(node["Plan Rows"] == 1 for node in scans), "not the plan made for one row"
+        handled = sum(node["Actual Rows"] * node["Actual Loops"] for node in nodes)
+        assert handled <= 4 * rows, (handled, [(describe(n), n["Actual Loops"]) for n in nodes])
+        types = [node["Node Type"] for node in nodes]
+        assert not [t for t in types if "Join" in t or "Nested Loop" in t], types
+
+
+@pytest.mark.parametrize("first", [1, 2000], ids=["single-first", "batch-first"])
+def test_rollups_stay_exact_whatever_a_connection_inserted_first(
+    migrated_url: URL, first: int
+) -> None:
+    """On a fresh connection (fresh cached plans): a first insert of ``first`` rows, then a
+    2000-row batch (the cached plans) and one past REPLAN_ROWS (planned for its size)."""
+    engine = make_engine(migrated_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+                if first == 1:
+                    record_check(session, _batch(1, T0 - DAY)[0])
+                else:
+                    record_checks(session, _batch(first, T0 - DAY))
+                record_checks(session, _batch(2000))
+                record_checks(session, _batch(12_000, T0 + DAY))
+                assert_rollups_match_raw(session)
+            transaction.rollback()
+    finally:
+        engine.dispose()
