@@ -15,13 +15,21 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, DateTime, Float, Label, Row, func, literal, select
+from sqlalchemy import ColumnElement, DateTime, Float, Label, Row, Table, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from cim_monitoring.models import HEALTH_STATUSES
 from cim_monitoring.repository._common import CHECKS
-from cim_monitoring.repository.rollups import DAY, EPOCH, HOUR, Aggregate, aggregate, floor
+from cim_monitoring.repository.rollups import (
+    BUCKET_WIDTH,
+    DAY,
+    EPOCH,
+    HOUR,
+    Aggregate,
+    aggregate,
+    floor,
+)
 from cim_monitoring.schemas import ServiceStats, StatusBucket
 from cim_monitoring.schemas.params import SeriesParams, StatsParams
 
@@ -58,12 +66,16 @@ def service_stats(
             start=params.start,
             end=params.end,
             grains=(DAY, HOUR),
-            key=lambda _, table: table.c.service_name,
+            key=_by_service,
             services=params.services,
         )
         found = {str(name): _estimated(str(name), group) for name, group in groups.items()}
     names = sorted(set(params.services)) if params.services is not None else sorted(found)
     return [found.get(name) or _no_checks(name) for name in names]
+
+
+def _by_service(_: ColumnElement[datetime], table: Table) -> ColumnElement[Any]:
+    return table.c.service_name
 
 
 def _exact_stats(session: Session, params: StatsParams) -> dict[str, ServiceStats]:
@@ -158,8 +170,9 @@ def status_series(
             start=params.start,
             end=params.end,
             grains=(DAY, HOUR) if params.bucket % DAY == timedelta(0) else (HOUR,),
-            key=lambda time, _: func.date_bin(params.bucket, time, EPOCH),
+            key=_by_bucket,
             services=(params.service,),
+            bucket=params.bucket,
         )
         found = {
             cast(datetime, key): {
@@ -177,6 +190,10 @@ def status_series(
     return [
         StatusBucket.model_validate({"start": at, **found.get(at, _EMPTY_BUCKET)}) for at in starts
     ]
+
+
+def _by_bucket(time: ColumnElement[datetime], _: Table) -> ColumnElement[Any]:
+    return func.date_bin(BUCKET_WIDTH, time, EPOCH)
 
 
 _EMPTY_BUCKET = {"total": 0, "healthy": 0, "degraded": 0, "down": 0, "p95_ms": None}
