@@ -98,50 +98,44 @@ def _exact_stats(session: Session, params: StatsParams) -> dict[str, ServiceStat
     return {row.service_name: _stats(row) for row in session.execute(query)}
 
 
+_NO_LATENCY: tuple[int | None, ...] = (None, None, None)
+
+
 def _estimated(service_name: str, group: Aggregate) -> ServiceStats:
-    p50, p95, p99 = (group.percentile(fraction) for fraction in _PERCENTILES)
-    return ServiceStats(
-        service_name=service_name,
-        total=group.total,
-        healthy=group.healthy,
-        degraded=group.degraded,
-        down=group.down,
-        uptime=group.healthy / group.total,
-        p50_ms=p50,
-        p95_ms=p95,
-        p99_ms=p99,
-        max_ms=group.latency_max,
-    )
+    percentiles = tuple(group.percentile(fraction) for fraction in _PERCENTILES)
+    counts = (group.healthy, group.degraded, group.down)
+    return _service_stats(service_name, counts, percentiles, group.latency_max)
 
 
 def _stats(row: Row[Any]) -> ServiceStats:
-    p50, p95, p99 = row.percentiles or (None, None, None)
-    return ServiceStats(
-        service_name=row.service_name,
-        total=row.total,
-        healthy=row.healthy,
-        degraded=row.degraded,
-        down=row.down,
-        uptime=row.healthy / row.total,
-        p50_ms=p50,
-        p95_ms=p95,
-        p99_ms=p99,
-        max_ms=row.max_ms,
-    )
+    counts = (row.healthy, row.degraded, row.down)
+    return _service_stats(row.service_name, counts, row.percentiles or _NO_LATENCY, row.max_ms)
 
 
 def _no_checks(service_name: str) -> ServiceStats:
+    return _service_stats(service_name, (0, 0, 0), _NO_LATENCY, None)
+
+
+def _service_stats(
+    service_name: str,
+    counts: tuple[int, int, int],
+    percentiles: Sequence[int | None],
+    max_ms: int | None,
+) -> ServiceStats:
+    healthy, degraded, down = counts
+    total = healthy + degraded + down
+    p50, p95, p99 = percentiles
     return ServiceStats(
         service_name=service_name,
-        total=0,
-        healthy=0,
-        degraded=0,
-        down=0,
-        uptime=None,
-        p50_ms=None,
-        p95_ms=None,
-        p99_ms=None,
-        max_ms=None,
+        total=total,
+        healthy=healthy,
+        degraded=degraded,
+        down=down,
+        uptime=healthy / total if total else None,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        max_ms=max_ms,
     )
 
 
