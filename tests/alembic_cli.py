@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
+
+from cim_monitoring.migrations import alembic_config, script_location
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,3 +42,51 @@ def run_alembic(
         timeout=timeout,
         check=False,
     )
+
+
+_EXTRA_REVISION = '''"""{message}
+
+Revision ID: {revision}
+Revises: {down_revision}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down_revision}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{upgrade}
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+'''
+
+
+def history_with_extra_revision(
+    directory: Path, *, revision: str, message: str, upgrade: Sequence[str]
+) -> Path:
+    """Copy the real history (and alembic.ini) into ``directory`` with one more revision on top.
+
+    ``upgrade`` is the new revision's ``upgrade()`` body, one statement a line. Returns the
+    copied alembic.ini, whose ``script_location`` is the copy.
+    """
+    scripts = directory / "alembic"
+    shutil.copytree(script_location(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "alembic.ini", directory / "alembic.ini")
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    (scripts / "versions" / f"zz_{revision}.py").write_text(
+        _EXTRA_REVISION.format(
+            message=message,
+            revision=revision,
+            down_revision=head,
+            upgrade="\n".join(f"    {line}" for line in upgrade),
+        ),
+        encoding="utf-8",
+    )
+    return directory / "alembic.ini"

@@ -6,7 +6,6 @@ operator runs it (a subprocess with ``DATABASE_URL``) where its exit and message
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,13 +15,13 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from alembic_cli import ROOT, alembic_command, alembic_env, run_alembic
+from alembic_cli import ROOT, alembic_command, alembic_env, history_with_extra_revision, run_alembic
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from cim_monitoring import make_engine
-from cim_monitoring.migrations import MIGRATION_LOCK_KEY, alembic_config, script_location
+from cim_monitoring.migrations import MIGRATION_LOCK_KEY, alembic_config
 
 FIRST = "3f1c9a7e2b10"
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -131,45 +130,26 @@ def _wait_for_lock_wait(connection: Connection, table: str) -> None:
     connection.rollback()
 
 
-FAILING_REVISION = '''"""creates a table, then fails
-
-Revision ID: {revision}
-Revises: {down_revision}
-"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{revision}"
-down_revision = "{down_revision}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute("SET LOCAL lock_timeout = '5s'")
-    op.create_table("fault_probe", sa.Column("id", sa.BigInteger(), primary_key=True))
-    op.execute("INSERT INTO fault_probe (id) VALUES (1)")
-    op.execute("ALTER TABLE service_health_checks ADD COLUMN fault_probe text")
-    raise RuntimeError("injected failure after the DDL")
-
-
-def downgrade() -> None:
-    raise NotImplementedError
-'''
+FAILING_UPGRADE = (
+    "op.execute(\"SET LOCAL lock_timeout = '5s'\")",
+    'op.create_table("fault_probe", sa.Column("id", sa.BigInteger(), primary_key=True))',
+    'op.execute("INSERT INTO fault_probe (id) VALUES (1)")',
+    'op.execute("ALTER TABLE service_health_checks ADD COLUMN fault_probe text")',
+    'raise RuntimeError("injected failure after the DDL")',
+)
 
 
 def test_revision_failing_after_its_ddl_leaves_no_trace(engine: Engine, tmp_path: Path) -> None:
-    scripts = tmp_path / "alembic"
-    shutil.copytree(script_location(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "zz_fault_probe.py").write_text(
-        FAILING_REVISION.format(revision="fa11ed000001", down_revision=HEAD), encoding="utf-8"
+    ini = history_with_extra_revision(
+        tmp_path,
+        revision="fa11ed000001",
+        message="creates a table, then fails",
+        upgrade=FAILING_UPGRADE,
     )
     # The connection is not in a transaction, so env.py gives each revision its own, as it
     # does for `alembic upgrade head`; the real history commits, the failing revision cannot.
     with engine.connect() as connection:
-        config = Config()
-        config.set_main_option("script_location", str(scripts))
+        config = Config(str(ini))
         config.attributes["connection"] = connection
         with pytest.raises(RuntimeError, match="injected failure after the DDL"):
             command.upgrade(config, "head")

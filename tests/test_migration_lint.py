@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from alembic_cli import ROOT, run_alembic
+from alembic_cli import ROOT, history_with_extra_revision, run_alembic
 
-from cim_monitoring.migrations import alembic_config, script_location
+from cim_monitoring.migrations import alembic_config
 
 SQUAWK_CONFIG = ROOT / ".squawk.toml"
 RUNNING_UPGRADE = re.compile(r"^-- Running upgrade (?P<source>\S*) -> (?P<target>\S+)$", re.M)
@@ -163,42 +163,22 @@ def test_squawk_reports_a_locking_hazard(tmp_path: Path, sql: str, rule: str) ->
     assert rule in {v["rule_name"] for v in violations}, _describe(violations)
 
 
-NEW_REVISION = '''"""a hazardous revision on top of the real history
-
-Revision ID: {revision}
-Revises: {down_revision}
-"""
-
-from alembic import op
-
-revision = "{revision}"
-down_revision = "{down_revision}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_index("ix_service_health_checks_status", "service_health_checks", ["status"])
-
-
-def downgrade() -> None:
-    raise NotImplementedError
-'''
-
-
 def test_squawk_judges_a_new_revision_on_its_own(tmp_path: Path) -> None:
     """An index on a table an older revision made, without timeouts, is caught.
 
     Linted as one file, the missing timeouts would pass: the first revision sets lock_timeout.
     """
-    scripts = tmp_path / "alembic"
-    shutil.copytree(script_location(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    (scripts / "versions" / "zz_hazard.py").write_text(
-        NEW_REVISION.format(revision="c0ffee000001", down_revision=head), encoding="utf-8"
+    ini = history_with_extra_revision(
+        tmp_path,
+        revision="c0ffee000001",
+        message="a hazardous revision on top of the real history",
+        upgrade=[
+            'op.create_index("ix_service_health_checks_status", "service_health_checks", '
+            '["status"])'
+        ],
     )
-    revisions = _split_revisions(_render_sql("-c", str(tmp_path / "alembic.ini")))
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    revisions = _split_revisions(_render_sql("-c", str(ini)))
     assert set(revisions) >= {head, "c0ffee000001"}
     out = tmp_path / "lint"
     out.mkdir()
