@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -131,6 +132,18 @@ def session(connection: Connection) -> Iterator[Session]:
     """A Session joined to the outer transaction; its commits become savepoint releases."""
     with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
         yield session
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A data directory for an embedded server of the test's own, outside ``tmp_path``.
+
+    Run as root, the server runs as the unprivileged ``pgserver`` user, which must be able to
+    reach its data directory; pytest keeps its base temporary directory at mode 0700 and
+    resets it so whenever another pytest session starts.
+    """
+    with tempfile.TemporaryDirectory(prefix="cim-monitoring-data-") as directory:
+        yield Path(directory)
 
 
 @pytest.fixture

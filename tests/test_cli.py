@@ -1,7 +1,7 @@
 """The ``cim-monitoring`` command through its real entry point, against real PostgreSQL.
 
 Every call is a fresh ``python -m cim_monitoring.cli`` process: embedded mode (no
-``DATABASE_URL``, the data directory under ``tmp_path``) and URL mode (a fresh database on the
+``DATABASE_URL``, a data directory of the test's own) and URL mode (a fresh database on the
 session's server). No mocks.
 """
 
@@ -60,11 +60,11 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[dict[str, str]]:
+def embedded(tmp_path: Path, embedded_data_dir: Path) -> Iterator[dict[str, str]]:
     """Embedded mode in a fresh data directory; the server is stopped afterwards regardless."""
-    env = base_env(tmp_path) | {"CIM_MONITORING_DATA_DIR": str(tmp_path / "data")}
+    env = base_env(tmp_path) | {"CIM_MONITORING_DATA_DIR": str(embedded_data_dir / "data")}
     yield env
-    EmbeddedServer(tmp_path / "data").stop()  # in-process: quicker than `db stop`
+    EmbeddedServer(embedded_data_dir / "data").stop()  # in-process: quicker than `db stop`
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from cim_monitoring.errors import DatabaseUnavailable
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    embedded = EmbeddedServer(tmp_path / "data")
+def server(embedded_data_dir: Path) -> Iterator[EmbeddedServer]:
+    embedded = EmbeddedServer(embedded_data_dir / "data")
     yield embedded
     embedded.stop()
 
