@@ -77,6 +77,19 @@ def test_rls_enabled_and_forced(connection: Connection) -> None:
     assert sorted(rows) == [(table, True, True) for table in sorted(TABLES)]
 
 
+def test_every_table_the_migrations_create_is_forced(connection: Connection) -> None:
+    """Not only the tables named here: a future revision's new table is caught too."""
+    unprotected = connection.execute(
+        text(
+            "SELECT c.relname FROM pg_class AS c "
+            "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') "
+            "AND c.relname <> 'alembic_version' "
+            "AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"
+        )
+    ).scalars()
+    assert list(unprotected) == []
+
+
 def test_admin_policies(connection: Connection) -> None:
     policies = connection.execute(
         text(
