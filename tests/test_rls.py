@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from catalog import table_privileges
 from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
@@ -111,27 +112,12 @@ def test_no_privilege_for_public(connection: Connection, table: str) -> None:
     ).scalar_one()
     # NULL would mean "default privileges"; the migration's REVOKE must leave an explicit ACL.
     assert acl is not None
-    public = connection.execute(
-        text(
-            "SELECT count(*) FROM pg_class, aclexplode(relacl) AS a "
-            "WHERE pg_class.oid = CAST(:t AS regclass) AND a.grantee = 0"
-        ),
-        {"t": table},
-    ).scalar_one()
-    assert public == 0
+    assert table_privileges(connection, table, "PUBLIC") == set()
 
 
 def test_monitoring_admin_privileges(connection: Connection) -> None:
     for table in TABLES:
-        granted = connection.execute(
-            text(
-                "SELECT a.privilege_type FROM pg_class, aclexplode(relacl) AS a "
-                "WHERE pg_class.oid = CAST(:t AS regclass) "
-                "AND a.grantee = 'monitoring_admin'::regrole"
-            ),
-            {"t": table},
-        ).scalars()
-        assert set(granted) == POLICED
+        assert table_privileges(connection, table, "monitoring_admin") == POLICED
 
 
 @pytest.mark.parametrize("table", TABLES)
