@@ -142,11 +142,12 @@ def test_without_the_cli_extra_the_library_imports_and_the_command_says_how_to_g
     wheel: Path, tmp_path: Path
 ) -> None:
     venv = tmp_path / "venv"
-    install(wheel, venv, [core_only(tmp_path / "core-dependencies")])
+    site_packages = install(wheel, venv, [core_only(tmp_path / "core-dependencies")])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
     imported = probe(venv, elsewhere)
+    assert Path(str(imported["file"])).is_relative_to(site_packages)
     assert imported["typer"] is False, "the cli extra's packages must be out of reach"
     assert imported["version"] == PROJECT["version"]
 
