@@ -1,5 +1,7 @@
 """cim-monitoring: persistent service-health checks and alerts for CIM Summary."""
 
+from importlib.metadata import version as _distribution_version
+
 from cim_monitoring.config import Settings, normalize_url, redact_url
 from cim_monitoring.db import make_engine, make_session_factory, session_scope
 from cim_monitoring.errors import (
@@ -37,6 +39,8 @@ from cim_monitoring.schemas import (
     ServiceStatus,
     StatusBucket,
 )
+
+__version__ = _distribution_version("cim-monitoring")
 
 __all__ = [
     "AlertEvent",

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from cim_monitoring import make_engine
-from cim_monitoring.embedded import EmbeddedServer
+from cim_monitoring.cli.embedded import EmbeddedServer
 from cim_monitoring.migrations import alembic_config
 
 # Every revision, oldest first: what `migrate` applies to an empty database.

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cim_monitoring.embedded import DATABASE_NAME, EmbeddedServer
+from cim_monitoring.cli.embedded import DATABASE_NAME, EmbeddedServer
 from cim_monitoring.errors import DatabaseUnavailable
 
 

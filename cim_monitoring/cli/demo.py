@@ -19,15 +19,10 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from cim_monitoring.cli_common import (
-    apply_migrations,
-    database,
-    database_now,
-    out,
-    parse_duration,
-    progress,
-)
-from cim_monitoring.cli_status import render_status, status_report
+from cim_monitoring.cli.console import out, progress
+from cim_monitoring.cli.database import apply_migrations, database, database_now
+from cim_monitoring.cli.durations import parse_duration
+from cim_monitoring.cli.status import render_status, status_report
 from cim_monitoring.db import make_session_factory
 from cim_monitoring.repository import latest_status, raise_alert, record_checks, resolve_alerts
 

@@ -1,4 +1,4 @@
-"""The ``cim-monitoring`` command.
+"""The ``cim-monitoring`` Typer app: every command group, and failures mapped to exit codes.
 
 With ``DATABASE_URL`` unset every command runs on a persistent embedded PostgreSQL in
 ``.cim-monitoring/`` (``CIM_MONITORING_DATA_DIR``), so ``cim-monitoring demo`` works on a fresh
@@ -9,25 +9,15 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from cim_monitoring import cli_db, cli_demo, cli_doctor, cli_ops, cli_status
-from cim_monitoring.cli_common import (
-    EXIT_OK,
-    EXIT_PROBLEM,
-    EXIT_USAGE,
-    CliError,
-    apply_migrations,
-    database,
-    err,
-    out,
-)
+from cim_monitoring.cli import alerts, db, demo, doctor, migrate, purge, record, status
+from cim_monitoring.cli.console import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, CliError, err
 from cim_monitoring.db import is_unavailable
 from cim_monitoring.errors import ConfigurationError, MonitoringError
 
@@ -41,13 +31,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(cli_db.app, name="db")
-app.add_typer(cli_status.alerts_app, name="alerts")
-app.command()(cli_status.status)
-app.command()(cli_ops.record)
-app.command()(cli_ops.purge)
-app.command()(cli_doctor.doctor)
-app.command()(cli_demo.demo)
+app.add_typer(db.app, name="db")
+app.add_typer(alerts.app, name="alerts")
+app.command()(status.status)
+app.command()(record.record)
+app.command()(purge.purge)
+app.command()(doctor.doctor)
+app.command()(demo.demo)
+app.command()(migrate.migrate)
 
 
 @app.callback()
@@ -58,22 +49,6 @@ def _options(
 ) -> None:
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
-@app.command()
-def migrate() -> None:
-    """Bring the database schema to head (`alembic upgrade head`, same lock); list what ran."""
-    with database() as engine:
-        applied = apply_migrations(engine)
-    for line in applied:
-        out.print(f"applied {line}")
-    if not applied:
-        out.print("the schema is already at head: nothing to apply")
-
-
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The console-script entry point."""
-    sys.exit(run(argv))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -124,7 +99,3 @@ def _database_message(exc: DBAPIError) -> str:
     if is_unavailable(exc):
         return f"cannot reach the database: {first}; check that it runs and DATABASE_URL is right"
     return f"the database refused: {first}"
-
-
-if __name__ == "__main__":
-    main()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import typer
 
-from cim_monitoring.cli_common import EXIT_PROBLEM, err
+from cim_monitoring.cli.console import EXIT_PROBLEM, err
+from cim_monitoring.cli.embedded import EmbeddedServer
 from cim_monitoring.config import Settings
-from cim_monitoring.embedded import EmbeddedServer
 
 app = typer.Typer(
     help="Start, locate or stop the embedded PostgreSQL (used when DATABASE_URL is not set).",

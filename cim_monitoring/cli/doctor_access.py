@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, text
 
-from cim_monitoring.cli_doctor_schema import DIALECT, Finding
+from cim_monitoring.cli.doctor_schema import DIALECT, Finding
 
 ADMIN_ROLE = "monitoring_admin"
 POLICED_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")

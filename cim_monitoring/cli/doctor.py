@@ -1,7 +1,7 @@
 """``doctor``: verify a live database against this package, and show the host app's tables.
 
-The revision first; then, per table, the shape the models declare (``cli_doctor_schema``) and
-the access the row-level-security migration sets up (``cli_doctor_access``). Each problem is
+The revision first; then, per table, the shape the models declare (``doctor_schema``) and
+the access the row-level-security migration sets up (``doctor_access``). Each problem is
 one line with its fix.
 """
 
@@ -13,16 +13,11 @@ import typer
 from rich.text import Text
 from sqlalchemy import Connection, bindparam, text
 
-from cim_monitoring import cli_doctor_access as access
-from cim_monitoring import cli_doctor_schema as schema
-from cim_monitoring.cli_common import (
-    EXIT_PROBLEM,
-    MIGRATE_HINT,
-    database,
-    out,
-    revisions,
-)
-from cim_monitoring.cli_doctor_schema import Finding
+from cim_monitoring.cli import doctor_access as access
+from cim_monitoring.cli import doctor_schema as schema
+from cim_monitoring.cli.console import EXIT_PROBLEM, out
+from cim_monitoring.cli.database import MIGRATE_HINT, database, revisions
+from cim_monitoring.cli.doctor_schema import Finding
 from cim_monitoring.models import Base
 
 HOST_TABLE_OF_INTEREST = "performance_metrics"

@@ -1,100 +1,31 @@
-"""What every ``cim-monitoring`` command shares: which database, errors, durations, output.
+"""Which database a command works on (``DATABASE_URL`` or the embedded server), and its schema.
 
-Commands raise :class:`CliError` (or let domain errors through); :func:`cim_monitoring.cli.main`
-turns every expected failure into one line on stderr and an exit code: 0 ok, 1 problem found,
-2 usage error.
+A command opens :func:`database` (an Engine) or :func:`unit_of_work` (one transaction on a
+migrated database); :func:`require_migrated` refuses a database that is not at this package's
+head, with the fix; ``migrate`` and ``demo`` bring it there with :func:`apply_migrations`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
-from itertools import pairwise
-from typing import Annotated
+from datetime import datetime
 
-import typer
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from cim_monitoring.cli.console import CliError, err
+from cim_monitoring.cli.embedded import EmbeddedServer
 from cim_monitoring.config import Settings, redact_url
 from cim_monitoring.db import make_engine, make_session_factory
-from cim_monitoring.embedded import EmbeddedServer
 from cim_monitoring.migrations import alembic_config
 
-EXIT_OK = 0
-EXIT_PROBLEM = 1
-EXIT_USAGE = 2
 MIGRATE_HINT = "run `cim-monitoring migrate`"
-
-# soft_wrap: a message stays one line however narrow the terminal; tables still fit it. No
-# markup or highlighting: printed text carries service names, messages and role names verbatim;
-# styles are applied through rich.text.Text.
-out = Console(soft_wrap=True, markup=False, highlight=False)
-err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
-
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DISPLAY_UNITS = ((86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
-
-
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-class CliError(Exception):
-    """An expected failure, reported as one line with ``exit_code``."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_PROBLEM) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def usage_error(message: str) -> CliError:
-    return CliError(message, EXIT_USAGE)
-
-
-def parse_duration(value: str | timedelta) -> timedelta:
-    """``30s``, ``15m``, ``24h``, ``7d``, ``2w`` or a sum such as ``1h30m``; positive only."""
-    if isinstance(value, timedelta):
-        return value
-    compact = value.strip().lower().replace(" ", "")
-    parts = _DURATION.findall(compact)
-    if not compact or "".join(n + u for n, u in parts) != compact:
-        raise typer.BadParameter(f"{value!r} is not a duration; write e.g. 30s, 15m, 24h or 7d")
-    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    if seconds == 0:
-        raise typer.BadParameter(f"{value!r} is zero; a duration must be positive")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise typer.BadParameter(f"{value!r} is too long a duration") from None
-
-
-def duration_label(span: timedelta) -> str:
-    """A window as people write it: ``24h``, ``90m``, ``7d`` (days from two on)."""
-    seconds = int(span.total_seconds())
-    for size, unit in _DISPLAY_UNITS:
-        if seconds % size == 0 and seconds >= size * (2 if unit == "d" else 1):
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def format_duration(span: timedelta) -> str:
-    """The largest unit and the next one, for a dashboard: ``42s``, ``5m 3s``, ``2d 4h``."""
-    seconds = max(int(span.total_seconds()), 0)
-    for (size, unit), (minor_size, minor_unit) in pairwise(_DISPLAY_UNITS):
-        if seconds >= size:
-            major, rest = divmod(seconds, size)
-            return f"{major}{unit} {rest // minor_size}{minor_unit}"
-    return f"{seconds}s"
 
 
 @contextmanager
@@ -177,14 +108,3 @@ def apply_migrations(engine: Engine) -> list[str]:
         command.upgrade(config, "head")
     applied = script.iterate_revisions("heads", before[0] if before else "base")
     return [f"{revision.revision}  {revision.doc}" for revision in reversed(list(applied))]
-
-
-def progress() -> Progress:
-    """A progress bar on stderr, so that stdout keeps only results."""
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-    )

@@ -1,0 +1,52 @@
+"""What every ``cim-monitoring`` command prints with, and how it fails.
+
+Commands raise :class:`CliError` (or let domain errors through); :func:`cim_monitoring.cli.app.run`
+turns every expected failure into one line on stderr and an exit code: 0 ok, 1 problem found,
+2 usage error.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+
+# soft_wrap: a message stays one line however narrow the terminal; tables still fit it. No
+# markup or highlighting: printed text carries service names, messages and role names verbatim;
+# styles are applied through rich.text.Text.
+out = Console(soft_wrap=True, markup=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+
+STATUS_STYLES = {"healthy": "green", "degraded": "yellow", "down": "bold red"}
+SEVERITY_STYLES = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+class CliError(Exception):
+    """An expected failure, reported as one line with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_PROBLEM) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def usage_error(message: str) -> CliError:
+    return CliError(message, EXIT_USAGE)
+
+
+def progress() -> Progress:
+    """A progress bar on stderr, so that stdout keeps only results."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
