@@ -15,9 +15,6 @@ from itertools import pairwise
 from typing import Annotated
 
 import typer
-from alembic import command
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Connection, Engine, func, select
@@ -25,10 +22,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from cim_monitoring import migrations
 from cim_monitoring.config import Settings, redact_url
 from cim_monitoring.db import make_engine, make_session_factory
 from cim_monitoring.embedded import EmbeddedServer
-from cim_monitoring.migrations import alembic_config
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -141,9 +138,7 @@ def _engine(url: URL, settings: Settings) -> Iterator[Engine]:
 
 def revisions(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(current, head)`` revisions: what the database is at, and what this package ships."""
-    script = ScriptDirectory.from_config(alembic_config())
-    current = MigrationContext.configure(connection).get_current_heads()
-    return tuple(sorted(current)), tuple(sorted(script.get_heads()))
+    return migrations.current(connection), migrations.heads()
 
 
 def require_migrated(connection: Connection) -> None:
@@ -165,18 +160,9 @@ def database_now(connection: Connection) -> datetime:
 
 
 def apply_migrations(engine: Engine) -> list[str]:
-    """``alembic upgrade head`` under the migration lock; one line per revision applied."""
-    config = alembic_config()
-    script = ScriptDirectory.from_config(config)
-    with engine.connect() as connection:
-        before, _ = revisions(connection)
-        # env.py takes the advisory lock and a transaction per revision only on a connection
-        # that is not already inside a transaction (reading the version began one).
-        connection.commit()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-    applied = script.iterate_revisions("heads", before[0] if before else "base")
-    return [f"{revision.revision}  {revision.doc}" for revision in reversed(list(applied))]
+    """Upgrade to head under the migration lock; one line per revision applied."""
+    applied = migrations.upgrade(engine)
+    return [f"{revision}  {migrations.describe(revision)}" for revision in applied]
 
 
 def progress() -> Progress:

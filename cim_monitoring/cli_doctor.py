@@ -23,6 +23,7 @@ from cim_monitoring.cli_common import (
     revisions,
 )
 from cim_monitoring.cli_doctor_schema import Finding
+from cim_monitoring.migrations import VERSION_TABLE
 from cim_monitoring.models import Base
 
 HOST_TABLE_OF_INTEREST = "performance_metrics"
@@ -56,7 +57,7 @@ def examine(connection: Connection) -> Iterator[Finding]:
     current, head = revisions(connection)
     if not current:
         yield Finding(
-            "the database has no cim-monitoring schema (no alembic_version)", MIGRATE_HINT
+            f"the database has no cim-monitoring schema (no {VERSION_TABLE})", MIGRATE_HINT
         )
         return
     if current != head:
@@ -93,7 +94,7 @@ def examine(connection: Connection) -> Iterator[Finding]:
 
 
 def _host_tables(connection: Connection) -> list[str]:
-    ours = [*Base.metadata.tables, "alembic_version"]
+    ours = [*Base.metadata.tables, VERSION_TABLE]
     return list(connection.execute(_HOST_TABLES, {"ours": ours}).scalars())
 
 

@@ -20,21 +20,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring import make_engine
+from cim_monitoring import make_engine, migrations
 from cim_monitoring.embedded import EmbeddedServer
-from cim_monitoring.migrations import alembic_config
 
 # Every revision, oldest first: what `migrate` applies to an empty database.
-HISTORY = [
-    revision.revision
-    for revision in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
-]
+HISTORY = migrations.history()
 USING = "cim-monitoring: using"
 
 
@@ -79,7 +73,7 @@ def migrated(url_mode: dict[str, str]) -> dict[str, str]:
     """URL mode on a database already at head (migrated in-process: speed, not the subject)."""
     engine = make_engine(url_mode["DATABASE_URL"], poolclass=NullPool)
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade(connection)
     engine.dispose()
     return url_mode
 
