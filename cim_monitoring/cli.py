@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from cim_monitoring import cli_db, cli_demo, cli_doctor, cli_ops, cli_status
+from cim_monitoring import cli_db, cli_demo, cli_doctor, cli_ops, cli_status, migrations
 from cim_monitoring.cli_common import (
     EXIT_OK,
     EXIT_PROBLEM,
@@ -61,13 +61,22 @@ def _options(
 
 
 @app.command()
-def migrate() -> None:
-    """Bring the database schema to head (`alembic upgrade head`, same lock); list what ran."""
+def migrate(
+    sql: Annotated[
+        bool,
+        typer.Option("--sql", help="Print the SQL of a full upgrade for review; no database."),
+    ] = False,
+) -> None:
+    """Bring the database schema to head in one transaction, under the migration lock; list
+    what ran. A revision an older cim-monitoring left in alembic_version is adopted."""
+    if sql:
+        typer.echo(migrations.render_sql(), nl=False)
+        return
     with database() as engine:
-        applied = apply_migrations(engine)
-    for line in applied:
-        out.print(f"applied {line}")
-    if not applied:
+        done = apply_migrations(engine)
+    for line in done:
+        out.print(line)
+    if not done:
         out.print("the schema is already at head: nothing to apply")
 
 

@@ -30,7 +30,6 @@ from cim_monitoring.embedded import EmbeddedServer
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
-MIGRATE_HINT = "run `cim-monitoring migrate`"
 
 # soft_wrap: a message stays one line however narrow the terminal; tables still fit it. No
 # markup or highlighting: printed text carries service names, messages and role names verbatim;
@@ -136,22 +135,11 @@ def _engine(url: URL, settings: Settings) -> Iterator[Engine]:
         engine.dispose()
 
 
-def revisions(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(current, head)`` revisions: what the database is at, and what this package ships."""
-    return migrations.current(connection), migrations.heads()
-
-
 def require_migrated(connection: Connection) -> None:
     """Refuse to go on, with the fix, unless the database is at this package's head."""
-    current, head = revisions(connection)
-    if current == head:
-        return
-    if not current:
-        raise CliError(f"the database has no cim-monitoring tables yet: {MIGRATE_HINT}")
-    raise CliError(
-        f"the database schema is at revision {', '.join(current)} but this cim-monitoring "
-        f"needs {', '.join(head)}: {MIGRATE_HINT}"
-    )
+    found = migrations.state(connection)
+    if found.state is not migrations.State.AT_HEAD:
+        raise CliError(f"{found.describe()}: {found.fix}")
 
 
 def database_now(connection: Connection) -> datetime:
@@ -160,9 +148,18 @@ def database_now(connection: Connection) -> datetime:
 
 
 def apply_migrations(engine: Engine) -> list[str]:
-    """Upgrade to head under the migration lock; one line per revision applied."""
+    """Upgrade to head; one line per revision adopted from an older version or applied."""
+    before = migrations.state(engine)
     applied = migrations.upgrade(engine)
-    return [f"{revision}  {migrations.describe(revision)}" for revision in applied]
+    adopted = (
+        [
+            f"adopted revision {', '.join(before.current)} from "
+            f"{migrations.LEGACY_VERSION_TABLE} into {migrations.VERSION_TABLE}"
+        ]
+        if before.state is migrations.State.LEGACY
+        else []
+    )
+    return adopted + [f"applied {rev}  {migrations.describe(rev)}" for rev in applied]
 
 
 def progress() -> Progress:

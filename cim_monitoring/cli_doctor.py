@@ -15,12 +15,11 @@ from sqlalchemy import Connection, bindparam, text
 
 from cim_monitoring import cli_doctor_access as access
 from cim_monitoring import cli_doctor_schema as schema
+from cim_monitoring import migrations
 from cim_monitoring.cli_common import (
     EXIT_PROBLEM,
-    MIGRATE_HINT,
     database,
     out,
-    revisions,
 )
 from cim_monitoring.cli_doctor_schema import Finding
 from cim_monitoring.migrations import VERSION_TABLE
@@ -54,18 +53,10 @@ def doctor() -> None:
 
 def examine(connection: Connection) -> Iterator[Finding]:
     """Every check, in order; a database without the schema stops at the first."""
-    current, head = revisions(connection)
-    if not current:
-        yield Finding(
-            f"the database has no cim-monitoring schema (no {VERSION_TABLE})", MIGRATE_HINT
-        )
+    found = migrations.state(connection)
+    yield Finding(found.describe(), found.fix)
+    if found.state in (migrations.State.NOT_MIGRATED, migrations.State.FOREIGN):
         return
-    if current != head:
-        yield Finding(
-            f"the schema is at revision {', '.join(current)}, not {', '.join(head)}", MIGRATE_HINT
-        )
-    else:
-        yield Finding(f"schema revision {', '.join(head)} is head")
     yield from access.admin_role(connection)
     for table in Base.metadata.sorted_tables:
         oid = connection.execute(text("SELECT to_regclass(:t)::oid"), {"t": table.name}).scalar()

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,8 @@ def configure_options(migration: Migration) -> dict[str, Any]:
         "include_name": _include_name,
         "compare_type": True,
         "compare_server_default": True,
-        # One transaction for the whole run (see the module docstring).
+        # Offline, one BEGIN/COMMIT around the whole rendering; online, the runner's own
+        # transaction wraps everything anyway (see the module docstring).
         "transaction_per_migration": False,
         "on_version_apply": (migration.record,),
     }
@@ -172,9 +174,64 @@ def upgrade(
 def current(bind: Engine | Connection) -> tuple[str, ...]:
     """The revision(s) the database is at: our version table, else a row an older
     cim-monitoring left in ``alembic_version``; empty when it was never migrated."""
+    return state(bind).current
+
+
+class State(StrEnum):
+    """Where a database stands with respect to this package's history."""
+
+    NOT_MIGRATED = "not migrated"
+    LEGACY = "legacy"  # our revision still in alembic_version: the next upgrade adopts it
+    BEHIND = "behind"
+    AT_HEAD = "at head"
+    FOREIGN = "foreign"  # a revision this version of the package does not know
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What :func:`state` found: the database's revisions and what this package ships."""
+
+    state: State
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+
+    def describe(self) -> str:
+        """What was found, in one line for an operator."""
+        at, head = ", ".join(self.current), ", ".join(self.heads)
+        return {
+            State.NOT_MIGRATED: "the database has no cim-monitoring schema yet",
+            State.LEGACY: f"the schema is at revision {at}, recorded in {LEGACY_VERSION_TABLE} "
+            "by an older cim-monitoring",
+            State.BEHIND: f"the schema is at revision {at}, not {head}",
+            State.AT_HEAD: f"schema revision {head} is head",
+            State.FOREIGN: f"{VERSION_TABLE} holds revision {at}, which this cim-monitoring "
+            f"(head {head}) does not know",
+        }[self.state]
+
+    @property
+    def fix(self) -> str:
+        """What to do about it; empty at head."""
+        if self.state is State.AT_HEAD:
+            return ""
+        if self.state is State.FOREIGN:
+            return "a newer cim-monitoring migrated this database: upgrade the package"
+        if self.state is State.LEGACY:
+            return f"run `cim-monitoring migrate` (it moves the row into {VERSION_TABLE})"
+        return "run `cim-monitoring migrate`"
+
+
+def state(bind: Engine | Connection) -> SchemaState:
+    """Classify the database: never migrated, legacy, behind, at head, or foreign."""
     with _connected(bind) as connection:
         ours = _version_rows(connection, VERSION_TABLE)
-        return ours if ours is not None else _legacy_revisions(connection)
+        legacy = _legacy_revisions(connection) if not ours else ()
+    shipped = heads()
+    if ours and set(ours) - set(history()):
+        return SchemaState(State.FOREIGN, ours, shipped)
+    if not ours:
+        found = State.LEGACY if legacy else State.NOT_MIGRATED
+        return SchemaState(found, legacy, shipped)
+    return SchemaState(State.AT_HEAD if ours == shipped else State.BEHIND, ours, shipped)
 
 
 def render_sql(revision: str = "head") -> str:
@@ -309,13 +366,9 @@ def _adopt_legacy_version(connection: Connection) -> tuple[str, ...]:
 
 
 def _refuse_foreign_revisions(connection: Connection) -> None:
-    found = _version_rows(connection, VERSION_TABLE) or ()
-    foreign = sorted(set(found) - set(history()))
-    if foreign:
-        raise MigrationError(
-            f"{VERSION_TABLE} holds revision {', '.join(foreign)}, which this cim-monitoring "
-            "does not know: a newer version migrated this database; upgrade the package"
-        )
+    found = state(connection)
+    if found.state is State.FOREIGN:
+        raise MigrationError(f"{found.describe()}: {found.fix}")
 
 
 _UNPROTECTED = text(

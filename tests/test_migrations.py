@@ -17,7 +17,7 @@ from sqlalchemy import CheckConstraint, Engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring import IrreversibleMigration, make_engine, migrations
+from cim_monitoring import ConfigurationError, IrreversibleMigration, make_engine, migrations
 from cim_monitoring.migrations import alembic_config
 from cim_monitoring.models import Base
 
@@ -177,3 +177,10 @@ def test_offline_sql_renders_every_revision() -> None:
     # One transaction for the whole upgrade: no committed state between two revisions.
     assert sql.count("BEGIN;") == sql.count("COMMIT;") == 1
     assert sql == migrations.render_sql()
+
+
+def test_create_all_refuses_instead_of_building_a_half_schema(alembic_engine: Engine) -> None:
+    """An application's test suite must migrate: create_all would lack triggers and RLS."""
+    with pytest.raises(ConfigurationError, match=r"migrations\.upgrade\(engine\)"):
+        Base.metadata.create_all(alembic_engine)
+    assert inspect(alembic_engine).get_table_names() == []
