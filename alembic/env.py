@@ -1,8 +1,11 @@
-"""Alembic environment for cim-monitoring.
+"""Alembic environment for cim-monitoring's own history (``alembic`` in this repository).
 
-The URL comes from ``DATABASE_URL`` (via Settings), never from alembic.ini; a connection handed
-in through ``config.attributes["connection"]`` takes precedence (tests, the CLI). Online runs
-hold an advisory lock so concurrent ``alembic upgrade head`` calls apply each revision once.
+Applications do not need it: they call :func:`cim_monitoring.migrations.upgrade` or run
+``cim-monitoring migrate``. The URL comes from ``DATABASE_URL`` (via Settings), never from
+alembic.ini; a connection handed in through ``config.attributes["connection"]`` takes
+precedence. Online runs go through the same :func:`~cim_monitoring.migrations.migrating` block
+as the library's runner: our own version table, the migration lock, legacy adoption, one
+transaction and the protection check.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from logging.config import fileConfig
-from typing import Any
 
 from alembic import context
 from alembic.operations import MigrationScript
@@ -22,23 +24,11 @@ from sqlalchemy.pool import NullPool
 from cim_monitoring.config import Settings
 from cim_monitoring.db import is_unavailable, make_engine
 from cim_monitoring.errors import MonitoringError
-from cim_monitoring.migrations import acquire_migration_lock, release_migration_lock
-from cim_monitoring.models import Base
-
-LOCK_NOT_AVAILABLE = "55P03"
+from cim_monitoring.migrations import Migration, configure_options, migrating
 
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-
-target_metadata = Base.metadata
-
-
-def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
-    """Own only this package's tables: the host app's (processing_jobs, ...) share the database."""
-    if type_ == "table":
-        return name in target_metadata.tables
-    return True
 
 
 def process_revision_directives(
@@ -53,71 +43,51 @@ def process_revision_directives(
             directives[:] = []
 
 
-CONFIGURE_OPTIONS: dict[str, Any] = {
-    "target_metadata": target_metadata,
-    "include_name": include_name,
-    "compare_type": True,
-    "compare_server_default": True,
-    "process_revision_directives": process_revision_directives,
-    "transaction_per_migration": True,
-}
-
-
 def run_migrations_offline() -> None:
     """``--sql``: render the script; a URL is optional since only the dialect matters."""
     settings = Settings()
-    if settings.database_url is not None:
-        context.configure(url=settings.sqlalchemy_url(), literal_binds=True, **CONFIGURE_OPTIONS)
-    else:
-        context.configure(dialect_name="postgresql", literal_binds=True, **CONFIGURE_OPTIONS)
+    options = configure_options(Migration())
+    where = (
+        {"url": settings.sqlalchemy_url()}
+        if settings.database_url is not None
+        else {"dialect_name": "postgresql"}
+    )
+    context.configure(**where, literal_binds=True, **options)
     with context.begin_transaction():
         context.run_migrations()
 
 
-def run_on(connection: Connection, *, lock_timeout: float) -> None:
-    owns_transaction = not connection.in_transaction()
-    acquire_migration_lock(connection, timeout=lock_timeout)
-    if owns_transaction:
-        # The lock query autobegan a transaction; end it so each revision gets its own.
-        connection.commit()
-    try:
-        context.configure(connection=connection, **CONFIGURE_OPTIONS)
+def run_on(connection: Connection) -> None:
+    with migrating(connection) as migration:
+        context.configure(
+            connection=connection,
+            process_revision_directives=process_revision_directives,
+            **configure_options(migration),
+        )
         with context.begin_transaction():
             context.run_migrations()
-    finally:
-        if owns_transaction:
-            if connection.in_transaction():
-                connection.rollback()
-            release_migration_lock(connection)
-            connection.commit()
 
 
 def run_migrations_online() -> None:
-    settings = Settings()
     shared = config.attributes.get("connection")
-    # Programmatic callers (tests, the CLI) get the exceptions themselves.
+    # Programmatic callers (tests) get the exceptions themselves.
     if isinstance(shared, Engine):
         with shared.connect() as connection:
-            run_on(connection, lock_timeout=settings.migration_lock_timeout)
+            run_on(connection)
         return
     if shared is not None:
-        run_on(shared, lock_timeout=settings.migration_lock_timeout)
+        run_on(shared)
         return
     try:
-        engine = make_engine(settings=settings, poolclass=NullPool)
+        engine = make_engine(poolclass=NullPool)
         with engine.connect() as connection:
-            run_on(connection, lock_timeout=settings.migration_lock_timeout)
+            run_on(connection)
     except MonitoringError as exc:
         # One actionable line instead of a traceback: these are the operator's to fix.
         sys.exit(f"cim-monitoring: {exc}")
     except DBAPIError as exc:
         if is_unavailable(exc):
             sys.exit(f"cim-monitoring: cannot reach the database: {_first_line(exc)}")
-        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            sys.exit(
-                "cim-monitoring: a migration gave up waiting for a table lock (lock_timeout): "
-                f"{_first_line(exc)}; a long-running transaction holds it, retry when it ends"
-            )
         raise
 
 

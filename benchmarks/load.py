@@ -41,14 +41,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.run import RESULTS
-from cim_monitoring import make_engine, make_session_factory, record_check, record_checks
-from cim_monitoring.migrations import alembic_config
+from cim_monitoring import (
+    make_engine,
+    make_session_factory,
+    migrations,
+    record_check,
+    record_checks,
+)
 
 SERVICES = 50
 # Throughput "held" when at least this share of the offered calls were served in the window.
@@ -246,13 +249,12 @@ def summarize(stream: Stream, schedule: Schedule, seconds: float, tallies: list[
 
 def check_migrated(engine: Engine) -> None:
     """Exit with a clear message unless the database is at the head revision."""
-    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
-    with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
+    heads = set(migrations.heads())
+    current = set(migrations.current(engine))
     if current != heads:
         sys.exit(
             f"the database is not migrated (at {sorted(current) or 'no revision'}, head is "
-            f"{sorted(heads)}): run `DATABASE_URL=... .venv/bin/alembic upgrade head` first; "
+            f"{sorted(heads)}): run `DATABASE_URL=... cim-monitoring migrate` first; "
             "this script does not migrate, so it can be pointed at a database it must not alter"
         )
 

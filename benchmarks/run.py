@@ -16,13 +16,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alembic import command
 from sqlalchemy import text
 
 from benchmarks import dataset, ingest
 from benchmarks.operations import Row, queries, run_purge, run_query
-from cim_monitoring import make_engine, make_session_factory
-from cim_monitoring.migrations import alembic_config
+from cim_monitoring import make_engine, make_session_factory, migrations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -69,7 +67,7 @@ def main() -> None:
     quick = arguments.quick
     engine = make_engine(arguments.database_url)
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade(connection)
     factory = make_session_factory(engine)
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     data = dataset.build(engine, rows=arguments.rows, end=end)

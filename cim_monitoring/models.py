@@ -20,12 +20,16 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Table,
     Text,
     Uuid,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cim_monitoring.errors import ConfigurationError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -197,3 +201,17 @@ class ServiceHealthDaily(_Rollup, Base):
     day: Mapped[datetime] = mapped_column(primary_key=True, index=True)
 
     __table_args__ = (_histogram_check(),)
+
+
+def _refuse_create(table: Table, *_: Any, **__: Any) -> None:
+    raise ConfigurationError(
+        f"{table.name} is created by cim-monitoring's migrations, not by create_all(): the "
+        "rollup triggers, their functions and row level security would be missing; call "
+        "cim_monitoring.migrations.upgrade(engine) (e.g. in your test suite's database fixture)"
+    )
+
+
+# An application's test suite that calls Base.metadata.create_all() would get tables that look
+# right and behave wrong; it fails here, loudly, before anything is created.
+for _table in Base.metadata.tables.values():
+    event.listen(_table, "before_create", _refuse_create)

@@ -17,7 +17,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
@@ -105,7 +104,7 @@ def migrated_url(pg_server: PostgresServer) -> URL:
     url = pg_server.create_database()
     engine = make_engine(url, poolclass=NullPool)
     with engine.begin() as connection:
-        command.upgrade(migrations.alembic_config(connection), "head")
+        migrations.upgrade(connection)
     engine.dispose()
     return url
 

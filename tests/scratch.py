@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from alembic import command
 from sqlalchemy import Engine
 
-from cim_monitoring import make_engine
-from cim_monitoring.migrations import alembic_config
+from cim_monitoring import make_engine, migrations
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -19,6 +17,6 @@ def migrated_engine(server: PostgresServer) -> Iterator[Engine]:
     """Yield an engine on a fresh database at head; the server drops it at session end."""
     engine = make_engine(server.create_database())
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade(connection)
     yield engine
     engine.dispose()

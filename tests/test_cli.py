@@ -20,58 +20,30 @@ from pathlib import Path
 
 import psutil
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
+from command import cli, command_env, ok, one_error_line
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring import make_engine
+from cim_monitoring import make_engine, migrations
 from cim_monitoring.cli.embedded import EmbeddedServer
-from cim_monitoring.migrations import alembic_config
 
 # Every revision, oldest first: what `migrate` applies to an empty database.
-HISTORY = [
-    revision.revision
-    for revision in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
-]
+HISTORY = migrations.history()
 USING = "cim-monitoring: using"
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cim_monitoring.cli", *args],
-        env=env,
-        cwd=env["CWD"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def base_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CIM_MONITORING_DATA_DIR")
-    }
-    # Wide enough that Rich tables do not truncate names; cwd without a stray .env file.
-    env.update(COLUMNS="200", CWD=str(tmp_path))
-    return env
 
 
 @pytest.fixture
 def embedded(tmp_path: Path, embedded_data_dir: Path) -> Iterator[dict[str, str]]:
     """Embedded mode in a fresh data directory; the server is stopped afterwards regardless."""
-    env = base_env(tmp_path) | {"CIM_MONITORING_DATA_DIR": str(embedded_data_dir / "data")}
+    env = command_env(tmp_path) | {"CIM_MONITORING_DATA_DIR": str(embedded_data_dir / "data")}
     yield env
     EmbeddedServer(embedded_data_dir / "data").stop()  # in-process: quicker than `db stop`
 
 
 @pytest.fixture
 def url_mode(tmp_path: Path, empty_database_url: URL) -> dict[str, str]:
-    return base_env(tmp_path) | {
-        "DATABASE_URL": empty_database_url.render_as_string(hide_password=False)
-    }
+    return command_env(tmp_path, empty_database_url)
 
 
 @pytest.fixture
@@ -79,25 +51,9 @@ def migrated(url_mode: dict[str, str]) -> dict[str, str]:
     """URL mode on a database already at head (migrated in-process: speed, not the subject)."""
     engine = make_engine(url_mode["DATABASE_URL"], poolclass=NullPool)
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade(connection)
     engine.dispose()
     return url_mode
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def one_error_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
-    """The failure is ``code`` and one clear ``error:`` line, with no traceback."""
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0]
-    return errors[0]
 
 
 def postmaster_running(data_dir: Path) -> bool:
@@ -158,7 +114,7 @@ def test_db_start_keeps_the_server_for_other_tools_until_db_stop(
     assert postmaster_running(data_dir), "a command must not stop a server `db start` kept"
 
     # The same database, reached the way alembic or the application would reach it.
-    shared = base_env(Path(embedded["CWD"])) | {"DATABASE_URL": url}
+    shared = command_env(Path(embedded["CWD"])) | {"DATABASE_URL": url}
     ok(cli(shared, "record", "postgres", "healthy", "--latency-ms", "3"))
 
     assert "stopped" in ok(cli(embedded, "db", "stop")).stderr
@@ -323,7 +279,7 @@ def test_an_unmigrated_database_says_run_migrate_then_migrate_reports(
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
     # Arguments are checked before any database is touched: none is needed here.
-    one_error_line(cli(base_env(tmp_path), *args), 2)
+    one_error_line(cli(command_env(tmp_path), *args), 2)
 
 
 def test_unknown_alert_id_exits_2(migrated: dict[str, str]) -> None:
@@ -332,7 +288,7 @@ def test_unknown_alert_id_exits_2(migrated: dict[str, str]) -> None:
 
 
 def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
-    env = base_env(tmp_path) | {"DATABASE_URL": "postgresql://app:s3cret@127.0.0.1:1/app"}
+    env = command_env(tmp_path) | {"DATABASE_URL": "postgresql://app:s3cret@127.0.0.1:1/app"}
     result = cli(env, "status")
     one_error_line(result, 1, "cannot reach the database")
     assert "s3cret" not in result.stderr + result.stdout

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -18,9 +17,9 @@ from cim_monitoring import (
     Settings,
     make_engine,
     make_session_factory,
+    migrations,
     session_scope,
 )
-from cim_monitoring.migrations import alembic_config
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -38,7 +37,7 @@ def scratch_engine(pg_server: PostgresServer) -> Iterator[Engine]:
     url = pg_server.create_database()
     engine = make_engine(url)
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade(connection)
     yield engine
     engine.dispose()
 

@@ -14,17 +14,18 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from alembic_cli import ROOT, alembic_command, alembic_env, history_with_extra_revision, run_alembic
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring import make_engine
-from cim_monitoring.migrations import MIGRATION_LOCK_KEY, alembic_config
+from cim_monitoring import MigrationError, make_engine, migrations
+from cim_monitoring.migrations import MIGRATION_LOCK_KEY, VERSION_TABLE
+from cim_monitoring.models import Base
 
-FIRST = "3f1c9a7e2b10"
-HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+[HEAD] = migrations.heads()
+HISTORY = migrations.history()
+FIRST = HISTORY[0]
 LOCK_TIMEOUT_MESSAGE = (
     "cim-monitoring: a migration gave up waiting for a table lock (lock_timeout): "
     "canceling statement due to lock timeout; a long-running transaction holds it, "
@@ -44,10 +45,22 @@ def _alembic(url: URL, *args: str, lock_wait: float = 30) -> subprocess.Complete
 
 
 def _version(engine: Engine) -> list[str]:
+    return list(migrations.current(engine))
+
+
+def _monitoring_tables(engine: Engine) -> list[str]:
+    """Which of our tables (and our version table) exist."""
     with engine.connect() as connection:
-        if connection.scalar(text("SELECT to_regclass('alembic_version')")) is None:
-            return []
-        return list(connection.scalars(text("SELECT version_num FROM alembic_version")))
+        return [
+            name
+            for name in (VERSION_TABLE, *Base.metadata.tables)
+            if connection.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is not None
+        ]
+
+
+def _policy_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM pg_policies")).scalar_one()
 
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -69,8 +82,7 @@ def _migration_lock_is_free(engine: Engine) -> bool:
 def test_migration_blocked_by_a_reader_fails_fast_and_reruns(
     engine: Engine, empty_database_url: URL
 ) -> None:
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), FIRST)
+    migrations.upgrade(engine, FIRST)
 
     with engine.connect() as reader:
         # An open transaction that has read the table holds ACCESS SHARE until it ends; the
@@ -105,11 +117,8 @@ def test_migration_blocked_by_a_reader_fails_fast_and_reruns(
     assert elapsed < 10, f"the blocked migration took {elapsed:.1f}s to give up"
     assert waited < 10, f"a bystander query queued {waited:.1f}s behind the migration"
     assert _version(engine) == [FIRST]
-    with engine.connect() as connection:
-        # The failed revision's own transaction rolled back: RLS is still off.
-        assert not connection.scalar(
-            text("SELECT relrowsecurity FROM pg_class WHERE relname = 'service_health_checks'")
-        )
+    # The failed upgrade's one transaction rolled back: no later revision left a trace.
+    assert _policy_count(engine) == 0
     assert _migration_lock_is_free(engine)
 
     rerun = _alembic(empty_database_url, "upgrade", "head")
@@ -139,36 +148,59 @@ FAILING_UPGRADE = (
 )
 
 
-def test_revision_failing_after_its_ddl_leaves_no_trace(engine: Engine, tmp_path: Path) -> None:
+def test_a_failing_revision_leaves_no_trace_of_the_whole_upgrade(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """An upgrade is one transaction: when its last revision fails after its DDL, nothing of the
+    upgrade persists, neither that revision's table nor the real history before it; no
+    committed state ever showed a monitoring table."""
     ini = history_with_extra_revision(
         tmp_path,
         revision="fa11ed000001",
         message="creates a table, then fails",
         upgrade=FAILING_UPGRADE,
     )
-    # The connection is not in a transaction, so env.py gives each revision its own, as it
-    # does for `alembic upgrade head`; the real history commits, the failing revision cannot.
     with engine.connect() as connection:
         config = Config(str(ini))
         config.attributes["connection"] = connection
         with pytest.raises(RuntimeError, match="injected failure after the DDL"):
             command.upgrade(config, "head")
         assert not connection.in_transaction()
-        # Released on the connection that stays open (a pooled one would otherwise keep it).
+        # The lock went with the transaction, on a connection that stays open.
         assert _migration_lock_is_free(engine)
 
-    assert _version(engine) == [HEAD]
+    assert _version(engine) == []
+    assert _monitoring_tables(engine) == []
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT to_regclass('fault_probe')")) is None
-        columns = connection.scalars(
-            text(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'service_health_checks'"
-            )
-        ).all()
-        assert "fault_probe" not in columns
-        # One admin policy per table of the real history.
-        assert connection.scalar(text("SELECT count(*) FROM pg_policies")) == 4
+    assert _policy_count(engine) == 0
+
+    # The same history without the failing revision then applies in full.
+    assert migrations.upgrade(engine) == HISTORY
+    assert _version(engine) == [HEAD]
+
+
+def test_an_upgrade_stopping_at_an_unprotected_state_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A revision that leaves one of our tables without row level security is not committed,
+    whatever revision the upgrade stops at."""
+    ini = history_with_extra_revision(
+        tmp_path,
+        revision="fa11ed000002",
+        message="turns row level security off",
+        upgrade=[
+            "op.execute(\"SET LOCAL lock_timeout = '5s'\")",
+            'op.execute("ALTER TABLE alert_events NO FORCE ROW LEVEL SECURITY")',
+        ],
+    )
+    with engine.connect() as connection:
+        config = Config(str(ini))
+        config.attributes["connection"] = connection
+        with pytest.raises(MigrationError, match="table alert_events would be left unprotected"):
+            command.upgrade(config, "head")
+    assert _version(engine) == []
+    assert _monitoring_tables(engine) == []
 
 
 def test_migration_waits_for_another_migration_only_so_long(

@@ -1,11 +1,13 @@
-"""Migration lint: squawk checks every revision of ``alembic upgrade head --sql`` for hazards.
+"""Migration lint: squawk checks every revision of the rendered upgrade SQL for hazards.
 
-The rendering is split into one file per revision because that is the unit PostgreSQL runs
-(``transaction_per_migration``) and the unit squawk must judge: squawk's timeout rules look for
-one ``SET lock_timeout`` per file, so linted whole, the first revision's would cover every later
-revision too. Alembic's own ``CREATE TABLE alembic_version`` (before the first revision) is not
-ours to lint. Exceptions are justified in the revision that needs them, in an ignore comment it
-writes into the --sql rendering; ``.squawk.toml`` excludes no rule.
+The rendering is one transaction (an upgrade commits all its revisions together) but it is
+split into one file per revision, each wrapped in its own ``BEGIN;``/``COMMIT;``, because a
+revision is the unit squawk must judge: squawk's timeout rules look for one ``SET lock_timeout``
+per file, so linted whole, the first revision's would cover every later revision too. Alembic's
+own ``CREATE TABLE`` of the version table (before the first revision) is not ours to lint.
+Exceptions are data in the revision that needs them (``SQUAWK_EXCEPTIONS``: rule → reason),
+written here as squawk ignore comments into that revision's file; ``.squawk.toml`` excludes no
+rule.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic_cli import ROOT, history_with_extra_revision, run_alembic
 
-from cim_monitoring.migrations import alembic_config
+from cim_monitoring.migrations import render_sql, script_directory
 
 SQUAWK_CONFIG = ROOT / ".squawk.toml"
 RUNNING_UPGRADE = re.compile(r"^-- Running upgrade (?P<source>\S*) -> (?P<target>\S+)$", re.M)
-TRAILING_BEGIN = re.compile(r"\s*BEGIN;\s*\Z")
-IGNORE_COMMENT = re.compile(r"^--\s*squawk-ignore(?:-file)?\b(?P<rules>[^\n]*)$", re.M)
+TRAILING_COMMIT = re.compile(r"\s*COMMIT;\s*\Z")
 # What a new revision starts with (alembic/script.py.mako), hazards aside.
 TIMEOUTS = "SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5s';\n"
+# squawk's rule names look like this; an exception must name one.
+RULE_NAME = re.compile(r"^[a-z]+(-[a-z]+)+$")
 
 
 def _squawk() -> str:
@@ -39,23 +43,24 @@ def _squawk() -> str:
     return found
 
 
-def _render_sql(*alembic_args: str) -> str:
-    """``alembic [args] upgrade head --sql`` as a new user runs it: no database configured."""
-    result = run_alembic(*alembic_args, "upgrade", "head", "--sql", timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def _exceptions(history: ScriptDirectory, revision: str) -> dict[str, str]:
+    module = history.get_revision(revision).module
+    exceptions: dict[str, str] = getattr(module, "SQUAWK_EXCEPTIONS", {})
+    return exceptions
 
 
-def _split_revisions(sql: str) -> dict[str, str]:
-    """Revision id → the SQL of its own transaction, ``BEGIN;`` ... ``COMMIT;``."""
+def _split_revisions(sql: str, history: ScriptDirectory) -> dict[str, str]:
+    """Revision id → its own SQL as one ``BEGIN;`` ... ``COMMIT;`` file, with its exceptions."""
     markers = list(RUNNING_UPGRADE.finditer(sql))
     revisions = {}
     for marker, following in zip(markers, [*markers[1:], None], strict=True):
         body = sql[marker.start() : following.start() if following else len(sql)]
-        # The next revision's BEGIN; sits between this COMMIT; and its marker.
-        body = TRAILING_BEGIN.sub("", body)
-        assert body.rstrip().endswith("COMMIT;"), body
-        revisions[marker["target"]] = f"BEGIN;\n\n{body.rstrip()}\n"
+        # The one COMMIT; of the whole upgrade follows the last revision.
+        body = TRAILING_COMMIT.sub("", body).rstrip()
+        ignores = "".join(
+            f"-- squawk-ignore-file {rule}\n" for rule in _exceptions(history, marker["target"])
+        )
+        revisions[marker["target"]] = f"{ignores}BEGIN;\n\n{body}\n\nCOMMIT;\n"
     return revisions
 
 
@@ -95,23 +100,25 @@ def test_squawk_runs() -> None:
 
 
 def test_every_revision_passes_squawk(tmp_path: Path) -> None:
-    revisions = _split_revisions(_render_sql())
-    history = ScriptDirectory.from_config(alembic_config())
+    history = script_directory()
+    revisions = _split_revisions(render_sql(), history)
     # The split lost no revision: one file per revision of the history.
     assert sorted(revisions) == sorted(script.revision for script in history.walk_revisions())
     violations = _lint(revisions, tmp_path)
     assert violations == [], _describe(violations)
 
 
-def test_every_squawk_exception_names_its_rules_and_reason() -> None:
-    sql = _render_sql()
-    exceptions = IGNORE_COMMENT.findall(sql)
-    assert exceptions, "the revisions' squawk exceptions are missing from the --sql rendering"
-    for rules_and_reason in exceptions:
-        rules, separator, reason = rules_and_reason.partition("--")
-        assert rules.strip(), f"an exception names no rule (it would silence all): {sql}"
-        assert separator, f"squawk exception for {rules.strip()} gives no reason"
-        assert len(reason.strip()) > 20, f"squawk exception for {rules.strip()}: {reason!r}"
+def test_every_squawk_exception_names_a_rule_and_its_reason() -> None:
+    history = script_directory()
+    declared = {
+        (script.revision, rule, reason)
+        for script in history.walk_revisions()
+        for rule, reason in _exceptions(history, script.revision).items()
+    }
+    assert declared, "no revision declares an exception: the lint would be vacuous here"
+    for revision, rule, reason in declared:
+        assert RULE_NAME.match(rule), f"{revision}: {rule!r} is not a squawk rule name"
+        assert len(reason.strip()) > 20, f"{revision}: exception {rule} gives no reason"
 
 
 @pytest.mark.parametrize(
@@ -177,9 +184,11 @@ def test_squawk_judges_a_new_revision_on_its_own(tmp_path: Path) -> None:
             '["status"])'
         ],
     )
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    revisions = _split_revisions(_render_sql("-c", str(ini)))
-    assert set(revisions) >= {head, "c0ffee000001"}
+    result = run_alembic("-c", str(ini), "upgrade", "head", "--sql", timeout=60)
+    assert result.returncode == 0, result.stderr
+    history = ScriptDirectory.from_config(Config(str(ini)))
+    revisions = _split_revisions(result.stdout, history)
+    assert set(revisions) >= {*script_directory().get_heads(), "c0ffee000001"}
     out = tmp_path / "lint"
     out.mkdir()
     violations = _lint(revisions, out)

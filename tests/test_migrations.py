@@ -17,23 +17,22 @@ from sqlalchemy import CheckConstraint, Engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring import IrreversibleMigration, make_engine
+from cim_monitoring import ConfigurationError, IrreversibleMigration, make_engine, migrations
 from cim_monitoring.migrations import alembic_config
 from cim_monitoring.models import Base
 
-HEAD = "b7e5d3c1a902"
+[HEAD] = migrations.heads()
+HISTORY = migrations.history()
 
 __all__ = ["test_model_definitions_match_ddl", "test_single_head_revision", "test_upgrade"]
 
 
-def _upgrade(engine: Engine, target: str = "head") -> None:
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), target)
+def _upgrade(engine: Engine, target: str = "head") -> list[str]:
+    return migrations.upgrade(engine, target)
 
 
 def _version(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    return list(migrations.current(engine))
 
 
 def _schema_fingerprint(engine: Engine) -> list[tuple[object, ...]]:
@@ -93,9 +92,9 @@ def test_check_constraints_match_models(alembic_engine: Engine) -> None:
 
 
 def test_upgrade_head_twice_is_a_no_op(alembic_engine: Engine) -> None:
-    _upgrade(alembic_engine)
+    assert _upgrade(alembic_engine) == HISTORY
     before = _schema_fingerprint(alembic_engine)
-    _upgrade(alembic_engine)
+    assert _upgrade(alembic_engine) == []
     assert _schema_fingerprint(alembic_engine) == before
     assert _version(alembic_engine) == [HEAD]
 
@@ -154,7 +153,7 @@ def test_concurrent_upgrades_apply_the_schema_once(empty_database_url: URL) -> N
         assert _version(engine) == [HEAD]
         with engine.connect() as connection:
             policies = connection.execute(text("SELECT count(*) FROM pg_policies")).scalar()
-        assert policies == 4  # the admin policy of each table
+        assert policies == 5  # the admin policy of each table, the version table's read policy
     finally:
         engine.dispose()
 
@@ -171,7 +170,17 @@ def test_offline_sql_renders_every_revision() -> None:
     result = run_alembic("upgrade", "head", "--sql")
     assert result.returncode == 0, result.stderr
     sql = result.stdout
-    assert sql.count("SET LOCAL lock_timeout") == 3
+    assert sql.count("SET LOCAL lock_timeout") == len(HISTORY)
     assert "CREATE TABLE service_health_checks" in sql
     assert "FORCE ROW LEVEL SECURITY" in sql
-    assert "INSERT INTO alembic_version (version_num) VALUES ('3f1c9a7e2b10')" in sql
+    assert "INSERT INTO cim_monitoring_alembic_version (version_num) VALUES ('3f1c9a7e2b10')" in sql
+    # One transaction for the whole upgrade: no committed state between two revisions.
+    assert sql.count("BEGIN;") == sql.count("COMMIT;") == 1
+    assert sql == migrations.render_sql()
+
+
+def test_create_all_refuses_instead_of_building_a_half_schema(alembic_engine: Engine) -> None:
+    """An application's test suite must migrate: create_all would lack triggers and RLS."""
+    with pytest.raises(ConfigurationError, match=r"migrations\.upgrade\(engine\)"):
+        Base.metadata.create_all(alembic_engine)
+    assert inspect(alembic_engine).get_table_names() == []

@@ -84,7 +84,7 @@ def test_every_table_the_migrations_create_is_forced(connection: Connection) -> 
         text(
             "SELECT c.relname FROM pg_class AS c "
             "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') "
-            "AND c.relname <> 'alembic_version' "
+            "AND c.relname <> 'cim_monitoring_alembic_version' "
             "AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"
         )
     ).scalars()
@@ -105,7 +105,7 @@ def test_admin_policies(connection: Connection) -> None:
     ]
 
 
-@pytest.mark.parametrize("table", [*TABLES, "alembic_version"])
+@pytest.mark.parametrize("table", [*TABLES, "cim_monitoring_alembic_version"])
 def test_no_privilege_for_public(connection: Connection, table: str) -> None:
     acl = connection.execute(
         text("SELECT relacl::text[] FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}

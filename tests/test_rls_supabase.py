@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from alembic import command
 from catalog import table_privileges
 from psycopg import errors as pg_errors
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -22,8 +21,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring import make_engine
-from cim_monitoring.migrations import alembic_config
+from cim_monitoring import make_engine, migrations
+from cim_monitoring.migrations import VERSION_TABLE
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -118,7 +117,7 @@ def supabase_engine(pg_server: PostgresServer) -> Iterator[Engine]:
                 for statement in SUPABASE_SETUP:
                     connection.execute(text(statement))
             with engine.begin() as connection:
-                command.upgrade(alembic_config(connection), "head")
+                migrations.upgrade(connection)
             yield engine
             engine.dispose()
         finally:
@@ -170,17 +169,18 @@ def test_table_privileges(sb: Connection, table: str) -> None:
     assert table_privileges(sb, table, "PUBLIC") == set()
 
 
-def test_alembic_version_hidden_from_api_roles(sb: Connection) -> None:
-    assert table_privileges(sb, "alembic_version", "anon") == set()
-    assert table_privileges(sb, "alembic_version", "authenticated") == set()
+def test_version_table_hidden_from_api_roles(sb: Connection) -> None:
+    for role in ("anon", "authenticated", "service_role"):
+        assert table_privileges(sb, VERSION_TABLE, role) == set()
 
 
 def test_policies(sb: Connection) -> None:
     policies = sb.execute(
         text(
             "SELECT tablename, policyname, roles::text[], cmd, qual, with_check FROM pg_policies "
-            "WHERE schemaname = 'public' ORDER BY tablename, policyname"
-        )
+            "WHERE schemaname = 'public' AND tablename <> :version ORDER BY tablename, policyname"
+        ),
+        {"version": VERSION_TABLE},
     ).all()
     names = [(p.tablename, p.policyname, p.roles, p.cmd) for p in policies]
     assert names == [

@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from alembic import op
 
 from cim_monitoring.errors import IrreversibleMigration
-from cim_monitoring.migrations import declare_lint_exceptions
 
 revision: str = "b7e5d3c1a902"
 down_revision: str | Sequence[str] | None = "8d2e4b6a1c55"
@@ -243,7 +242,6 @@ def _create_rollup(table: str, column: str) -> None:
 def upgrade() -> None:
     # Fail fast instead of queueing every query on the table behind a blocked ALTER.
     op.execute("SET LOCAL lock_timeout = '5s'")
-    declare_lint_exceptions(SQUAWK_EXCEPTIONS)
     op.execute(LATENCY_BUCKET)
     op.execute(HISTOGRAM_SUM)
     op.execute(DENSE_HISTOGRAM)

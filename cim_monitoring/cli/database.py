@@ -11,21 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from alembic import command
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from cim_monitoring import migrations
 from cim_monitoring.cli.console import CliError, err
 from cim_monitoring.cli.embedded import EmbeddedServer
 from cim_monitoring.config import Settings, redact_url
 from cim_monitoring.db import make_engine, make_session_factory
-from cim_monitoring.migrations import alembic_config
-
-MIGRATE_HINT = "run `cim-monitoring migrate`"
 
 
 @contextmanager
@@ -70,24 +65,11 @@ def _engine(url: URL, settings: Settings) -> Iterator[Engine]:
         engine.dispose()
 
 
-def revisions(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(current, head)`` revisions: what the database is at, and what this package ships."""
-    script = ScriptDirectory.from_config(alembic_config())
-    current = MigrationContext.configure(connection).get_current_heads()
-    return tuple(sorted(current)), tuple(sorted(script.get_heads()))
-
-
 def require_migrated(connection: Connection) -> None:
     """Refuse to go on, with the fix, unless the database is at this package's head."""
-    current, head = revisions(connection)
-    if current == head:
-        return
-    if not current:
-        raise CliError(f"the database has no cim-monitoring tables yet: {MIGRATE_HINT}")
-    raise CliError(
-        f"the database schema is at revision {', '.join(current)} but this cim-monitoring "
-        f"needs {', '.join(head)}: {MIGRATE_HINT}"
-    )
+    found = migrations.state(connection)
+    if found.state is not migrations.State.AT_HEAD:
+        raise CliError(f"{found.describe()}: {found.fix}")
 
 
 def database_now(connection: Connection) -> datetime:
@@ -96,15 +78,15 @@ def database_now(connection: Connection) -> datetime:
 
 
 def apply_migrations(engine: Engine) -> list[str]:
-    """``alembic upgrade head`` under the migration lock; one line per revision applied."""
-    config = alembic_config()
-    script = ScriptDirectory.from_config(config)
-    with engine.connect() as connection:
-        before, _ = revisions(connection)
-        # env.py takes the advisory lock and a transaction per revision only on a connection
-        # that is not already inside a transaction (reading the version began one).
-        connection.commit()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-    applied = script.iterate_revisions("heads", before[0] if before else "base")
-    return [f"{revision.revision}  {revision.doc}" for revision in reversed(list(applied))]
+    """Upgrade to head; one line per revision adopted from an older version or applied."""
+    before = migrations.state(engine)
+    applied = migrations.upgrade(engine)
+    adopted = (
+        [
+            f"adopted revision {', '.join(before.current)} from "
+            f"{migrations.LEGACY_VERSION_TABLE} into {migrations.VERSION_TABLE}"
+        ]
+        if before.state is migrations.State.LEGACY
+        else []
+    )
+    return adopted + [f"applied {rev}  {migrations.describe(rev)}" for rev in applied]

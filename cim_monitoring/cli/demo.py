@@ -83,7 +83,7 @@ def demo(
     """Migrate, fill with simulated probes (outages raise and auto-resolve alerts), show status."""
     with database() as engine:
         for line in apply_migrations(engine):
-            out.print(f"applied {line}")
+            out.print(line)
         factory = make_session_factory(engine)
         with factory.begin() as session:
             written, raised, resolved = _fill(session, services, timedelta(days=days), every, seed)

@@ -13,10 +13,11 @@ import typer
 from rich.text import Text
 from sqlalchemy import Connection, bindparam, text
 
+from cim_monitoring import migrations
 from cim_monitoring.cli import doctor_access as access
 from cim_monitoring.cli import doctor_schema as schema
 from cim_monitoring.cli.console import EXIT_PROBLEM, out
-from cim_monitoring.cli.database import MIGRATE_HINT, database, revisions
+from cim_monitoring.cli.database import database
 from cim_monitoring.cli.doctor_schema import Finding
 from cim_monitoring.models import Base
 
@@ -48,18 +49,10 @@ def doctor() -> None:
 
 def examine(connection: Connection) -> Iterator[Finding]:
     """Every check, in order; a database without the schema stops at the first."""
-    current, head = revisions(connection)
-    if not current:
-        yield Finding(
-            "the database has no cim-monitoring schema (no alembic_version)", MIGRATE_HINT
-        )
+    found = migrations.state(connection)
+    yield Finding(found.describe(), found.fix)
+    if found.state in (migrations.State.NOT_MIGRATED, migrations.State.FOREIGN):
         return
-    if current != head:
-        yield Finding(
-            f"the schema is at revision {', '.join(current)}, not {', '.join(head)}", MIGRATE_HINT
-        )
-    else:
-        yield Finding(f"schema revision {', '.join(head)} is head")
     yield from access.admin_role(connection)
     for table in Base.metadata.sorted_tables:
         oid = connection.execute(text("SELECT to_regclass(:t)::oid"), {"t": table.name}).scalar()
@@ -88,7 +81,7 @@ def examine(connection: Connection) -> Iterator[Finding]:
 
 
 def _host_tables(connection: Connection) -> list[str]:
-    ours = [*Base.metadata.tables, "alembic_version"]
+    ours = [*Base.metadata.tables, migrations.VERSION_TABLE]
     return list(connection.execute(_HOST_TABLES, {"ours": ours}).scalars())
 
 

@@ -22,12 +22,12 @@ from cim_monitoring import (
     acknowledge_alert,
     make_engine,
     make_session_factory,
+    migrations,
     purge_expired,
     raise_alert,
     record_checks,
     resolve_alert,
 )
-from cim_monitoring.migrations import alembic_config
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -48,11 +48,10 @@ DUPLICATE_OPEN = text(
 
 @pytest.fixture(scope="module")
 def busy_engine(pg_server: PostgresServer) -> Iterator[Engine]:
-    from alembic import command
 
     engine = make_engine(pg_server.create_database(), pool_size=16, max_overflow=4)
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade(connection)
     yield engine
     engine.dispose()
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from alembic import command
 from scratch import migrated_engine
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
@@ -25,13 +24,13 @@ from cim_monitoring import (
     ServiceHealthCheck,
     make_engine,
     make_session_factory,
+    migrations,
     normalize_url,
     record_check,
     record_checks,
     service_stats,
     session_scope,
 )
-from cim_monitoring.migrations import alembic_config
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -139,7 +138,7 @@ def test_embedded_server_restarted_under_a_running_process() -> None:
         engine = make_engine(url)
         try:
             with engine.begin() as connection:
-                command.upgrade(alembic_config(connection), "head")
+                migrations.upgrade(connection)
             factory = make_session_factory(engine)
             with session_scope(factory) as session:
                 record_check(session, {"service_name": "restart", "status": "healthy"})

@@ -1,0 +1,1 @@
+"""A stand-in host application (see README.md here)."""
