@@ -151,12 +151,18 @@ def empty_database_url(pg_server: PostgresServer) -> URL:
     return pg_server.create_database()
 
 
-# pytest-alembic: its built-in tests run against a fresh empty database each.
 @pytest.fixture
-def alembic_engine(empty_database_url: URL) -> Iterator[Engine]:
+def empty_engine(empty_database_url: URL) -> Iterator[Engine]:
+    """An engine on :func:`empty_database_url`, without a pool."""
     engine = make_engine(empty_database_url, poolclass=NullPool)
     yield engine
     engine.dispose()
+
+
+# pytest-alembic: its built-in tests run against a fresh empty database each.
+@pytest.fixture
+def alembic_engine(empty_engine: Engine) -> Engine:
+    return empty_engine
 
 
 @pytest.fixture

@@ -36,10 +36,8 @@ def url(empty_database_url: URL) -> URL:
 
 
 @pytest.fixture
-def engine(url: URL) -> Iterator[Engine]:
-    engine = make_engine(url, poolclass=NullPool)
-    yield engine
-    engine.dispose()
+def engine(empty_engine: Engine) -> Engine:
+    return empty_engine
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from command import ok
 from declared import PROJECT, ROOT, requirements
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -59,11 +60,6 @@ def run(
         timeout=120,
         check=False,
     )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    return result
 
 
 @pytest.fixture(scope="session")
