@@ -45,11 +45,12 @@ DECLARE
 BEGIN
     FOREACH target IN ARRAY ARRAY['service_health_checks', 'alert_events',
                                   'cim_monitoring_alembic_version'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', target);
-        EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', target);
+        EXECUTE 'ALTER TABLE ' || quote_ident(target) || ' ENABLE ROW LEVEL SECURITY';
+        EXECUTE 'REVOKE ALL ON ' || quote_ident(target) || ' FROM PUBLIC';
         FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
             IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = api_role) THEN
-                EXECUTE format('REVOKE ALL ON %I FROM %I', target, api_role);
+                EXECUTE 'REVOKE ALL ON ' || quote_ident(target) || ' FROM '
+                    || quote_ident(api_role);
             END IF;
         END LOOP;
     END LOOP;

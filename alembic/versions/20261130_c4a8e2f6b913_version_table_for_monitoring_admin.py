@@ -45,7 +45,7 @@ BEGIN
     REVOKE ALL ON cim_monitoring_alembic_version FROM PUBLIC;
     FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = api_role) THEN
-            EXECUTE format('REVOKE ALL ON cim_monitoring_alembic_version FROM %I', api_role);
+            EXECUTE 'REVOKE ALL ON cim_monitoring_alembic_version FROM ' || quote_ident(api_role);
         END IF;
     END LOOP;
     GRANT SELECT ON cim_monitoring_alembic_version TO monitoring_admin;
