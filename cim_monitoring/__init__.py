@@ -13,6 +13,7 @@ from cim_monitoring.errors import (
     QueryTimeout,
 )
 from cim_monitoring.models import AlertEvent, Base, ServiceHealthCheck
+from cim_monitoring.objects import DatabaseObject, ObjectKind, owned_objects, role_privileges
 from cim_monitoring.repository import (
     acknowledge_alert,
     active_alerts,
@@ -45,6 +46,7 @@ __all__ = [
     "AlertOut",
     "Base",
     "ConfigurationError",
+    "DatabaseObject",
     "DatabaseUnavailable",
     "HealthCheckIn",
     "HealthCheckOut",
@@ -52,6 +54,7 @@ __all__ = [
     "IrreversibleMigration",
     "MigrationError",
     "MonitoringError",
+    "ObjectKind",
     "PurgeResult",
     "QueryTimeout",
     "ServiceHealthCheck",
@@ -66,6 +69,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "normalize_url",
+    "owned_objects",
     "purge_expired",
     "raise_alert",
     "record_check",
@@ -73,6 +77,7 @@ __all__ = [
     "redact_url",
     "resolve_alert",
     "resolve_alerts",
+    "role_privileges",
     "service_stats",
     "session_scope",
     "status_series",
