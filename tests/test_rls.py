@@ -1,4 +1,6 @@
-"""Row Level Security: only monitoring_admin (and its members) may touch the monitoring tables.
+"""Row Level Security: only monitoring_admin (and its members) may touch the monitoring tables;
+and, from the catalogue, no object of ours (sequences and functions too) is open to PUBLIC and
+every function pins its search_path.
 
 The fixtures connect as a superuser, who bypasses RLS, so every denial is observed after
 ``SET LOCAL ROLE`` to a throwaway NOLOGIN role created inside the test's transaction (roles are
@@ -10,10 +12,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from catalog import table_privileges
+from catalog import VERSION_TABLE, ours, schema_contents, table_privileges
+from documented import ADMIN_SIDE_PRIVILEGES
 from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+from cim_monitoring import ObjectKind, owned_objects, role_privileges
 
 TABLES = ("service_health_checks", "alert_events", "service_health_hourly", "service_health_daily")
 POLICED = {"SELECT", "INSERT", "UPDATE", "DELETE"}
@@ -177,3 +182,48 @@ def test_member_of_monitoring_admin_has_full_access(connection: Connection, tabl
     assert_updates(connection, table, 3)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 3
     assert count(connection, table) == 0
+
+
+def test_public_holds_nothing_on_any_object_of_ours(connection: Connection) -> None:
+    """Tables, sequences, functions (PostgreSQL grants PUBLIC EXECUTE on new ones), the schema."""
+    objects = owned_objects(connection, version_table=VERSION_TABLE)
+    kinds = {o.kind for o in objects}
+    assert {ObjectKind.SEQUENCE, ObjectKind.FUNCTION, ObjectKind.SCHEMA} <= kinds
+    held = {o.identity: role_privileges(connection, o, "PUBLIC") for o in objects}
+    assert held == {identity: frozenset() for identity in held}
+
+
+def test_monitoring_admin_holds_exactly_the_documented_privileges(connection: Connection) -> None:
+    objects = owned_objects(connection, version_table=VERSION_TABLE)
+    held = {
+        (o.kind, o.identity): role_privileges(connection, o, "monitoring_admin") for o in objects
+    }
+    assert held == {(kind, identity): ADMIN_SIDE_PRIVILEGES[kind] for kind, identity in held}
+
+
+def test_the_listing_misses_nothing_in_our_schemas(connection: Connection) -> None:
+    listed = {o.identity for o in owned_objects(connection, version_table=VERSION_TABLE)}
+    assert schema_contents(connection, ["public", "cim_monitoring"]) - listed == set()
+
+
+def test_every_function_pins_an_empty_search_path(connection: Connection) -> None:
+    functions = ours(connection, ObjectKind.FUNCTION, ObjectKind.TRIGGER_FUNCTION)
+    settings = {
+        f.identity: connection.execute(
+            text("SELECT proconfig FROM pg_proc WHERE oid = :oid"), {"oid": f.oid}
+        ).scalar_one()
+        for f in functions
+    }
+    assert settings == {identity: ['search_path=""'] for identity in settings}
+
+
+def test_a_member_inserts_checks_without_any_sequence_privilege(connection: Connection) -> None:
+    """An identity column needs no privilege on its sequence: none is granted to anybody."""
+    role = create_role(connection, grants=False, admin=True)
+    (sequence,) = ours(connection, ObjectKind.SEQUENCE)
+    assert role_privileges(connection, sequence, role) == frozenset()
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+    connection.execute(text(INSERTS["service_health_checks"]))
+    with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
+        connection.execute(text("SELECT nextval(:s)"), {"s": sequence.identity})
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)

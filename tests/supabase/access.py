@@ -1,29 +1,13 @@
-"""Who may touch what, as the README's access-control table documents it, and the callers the
-Supabase tests make requests as."""
+"""The roles of the Supabase cluster and what the README documents for each, and the callers
+the Supabase tests make requests as."""
 
 from __future__ import annotations
 
+from documented import ADMIN_SIDE_PRIVILEGES, NOTHING
 from postgrest_requests import Caller
 
 from cim_monitoring import ObjectKind
 
-POLICED = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
-NOTHING: frozenset[str] = frozenset()
-# What a role on the admin side holds on each kind of object of ours, memberships included;
-# every other role holds nothing. (authenticated is on the admin side by privilege; the rows
-# themselves it reaches only through the admin-claim policy.)
-ADMIN_SIDE_PRIVILEGES = {
-    ObjectKind.SCHEMA: frozenset({"USAGE"}),
-    ObjectKind.TABLE: POLICED,
-    ObjectKind.PARTITION: POLICED,
-    ObjectKind.FUNCTION: frozenset({"EXECUTE"}),
-    ObjectKind.TRIGGER_FUNCTION: NOTHING,
-    ObjectKind.SEQUENCE: NOTHING,
-    ObjectKind.VERSION_TABLE: NOTHING,
-    ObjectKind.VIEW: NOTHING,
-    ObjectKind.MATERIALIZED_VIEW: NOTHING,
-    ObjectKind.FOREIGN_TABLE: NOTHING,
-}
 # Every role of the fixture cluster but superusers, the built-in pg_* roles and the owner of
 # our objects: True when it is on the admin side. postgres is by its membership of
 # service_role and authenticated, cim_app by its membership of monitoring_admin; authenticator

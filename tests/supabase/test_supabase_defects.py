@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from access import ADMIN, ANON, NOT_ADMINS, POLICED, SERVICE
+from access import ADMIN, ANON, NOT_ADMINS, SERVICE
 from catalog import ours
 from conftest import APP_ROLE, SupabaseDatabase
+from documented import POLICED
 from postgrest_requests import Caller
 from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
