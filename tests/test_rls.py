@@ -15,6 +15,7 @@ import pytest
 from catalog import VERSION_TABLE, ours, schema_contents, table_privileges
 from documented import ADMIN_SIDE_PRIVILEGES
 from psycopg import errors as pg_errors
+from samples import insert
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
@@ -22,18 +23,6 @@ from cim_monitoring import ObjectKind, owned_objects, role_privileges
 
 TABLES = ("service_health_checks", "alert_events", "service_health_hourly", "service_health_daily")
 POLICED = {"SELECT", "INSERT", "UPDATE", "DELETE"}
-_ROLLUP_ROW = (
-    "(service_name, {0}, healthy, degraded, down, latency_count, latency_sum, latency_histogram) "
-    "VALUES (:service, now(), 1, 0, 0, 0, 0, array_fill(0, ARRAY[106]))"
-)
-INSERTS = {
-    "service_health_checks": "INSERT INTO service_health_checks (service_name, status) "
-    "VALUES ('api', 'healthy')",
-    "alert_events": "INSERT INTO alert_events (service_name, alert_type, severity, message) "
-    "VALUES (:service, 'service_down', 'critical', 'down')",
-    "service_health_hourly": "INSERT INTO service_health_hourly " + _ROLLUP_ROW.format("hour"),
-    "service_health_daily": "INSERT INTO service_health_daily " + _ROLLUP_ROW.format("day"),
-}
 UPDATES = {
     "service_health_checks": "UPDATE service_health_checks SET latency_ms = 1",
     "alert_events": "UPDATE alert_events SET occurrence_count = occurrence_count + 1",
@@ -65,7 +54,7 @@ def create_role(connection: Connection, *, grants: bool, admin: bool = False) ->
 
 def seed(connection: Connection, table: str, rows: int = 2) -> None:
     for i in range(rows):
-        connection.execute(text(INSERTS[table]), {"service": f"seed-{i}"})
+        connection.execute(text(insert(table, f"seed-{i}")))
 
 
 def count(connection: Connection, table: str) -> int:
@@ -138,7 +127,7 @@ def test_outsider_with_privileges_sees_and_changes_nothing(
     assert_updates(connection, table, 0)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 0
     with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
-        connection.execute(text(INSERTS[table]), {"service": "intruder"})
+        connection.execute(text(insert(table, "intruder")))
     assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
     assert "row-level security policy" in str(caught.value.orig)
 
@@ -166,7 +155,7 @@ def test_owner_is_held_to_the_policies(connection: Connection, table: str) -> No
     connection.execute(text(f"SET LOCAL ROLE {role}"))
     assert count(connection, table) == 0
     with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
-        connection.execute(text(INSERTS[table]), {"service": "owner"})
+        connection.execute(text(insert(table, "owner")))
     assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
 
 
@@ -177,7 +166,7 @@ def test_member_of_monitoring_admin_has_full_access(connection: Connection, tabl
     connection.execute(text(f"SET LOCAL ROLE {role}"))
 
     assert count(connection, table) == 2
-    connection.execute(text(INSERTS[table]), {"service": "member"})
+    connection.execute(text(insert(table, "member")))
     assert count(connection, table) == 3
     assert_updates(connection, table, 3)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 3
@@ -223,7 +212,7 @@ def test_a_member_inserts_checks_without_any_sequence_privilege(connection: Conn
     (sequence,) = ours(connection, ObjectKind.SEQUENCE)
     assert role_privileges(connection, sequence, role) == frozenset()
     connection.execute(text(f"SET LOCAL ROLE {role}"))
-    connection.execute(text(INSERTS["service_health_checks"]))
+    connection.execute(text(insert("service_health_checks", "member")))
     with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
         connection.execute(text("SELECT nextval(:s)"), {"s": sequence.identity})
     assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)

@@ -13,24 +13,11 @@ from catalog import ours
 from conftest import SupabaseDatabase
 from postgrest_requests import EXPOSED_SCHEMA, Caller, Response
 from psycopg import errors as pg_errors
+from samples import insert
 from sqlalchemy import Connection, text
 
 from cim_monitoring import DatabaseObject, ObjectKind
 
-_ROLLUP_ROW = (
-    "(service_name, {0}, healthy, degraded, down, latency_count, latency_sum, latency_histogram) "
-    "VALUES ('probe', now(), 1, 0, 0, 0, 0, array_fill(0, ARRAY[106]))"
-)
-# One valid row per table of ours: a table (or partition) the catalogue lists without one here
-# fails the tests until it gets one.
-SAMPLE_INSERTS = {
-    "service_health_checks": "INSERT INTO service_health_checks (service_name, status) "
-    "VALUES ('probe', 'healthy')",
-    "alert_events": "INSERT INTO alert_events (service_name, alert_type, severity, message) "
-    "VALUES ('probe', 'service_down', 'critical', 'down')",
-    "service_health_hourly": "INSERT INTO service_health_hourly " + _ROLLUP_ROW.format("hour"),
-    "service_health_daily": "INSERT INTO service_health_daily " + _ROLLUP_ROW.format("day"),
-}
 TABLE_KINDS = {ObjectKind.TABLE, ObjectKind.PARTITION}
 FUNCTION_KINDS = {ObjectKind.FUNCTION, ObjectKind.TRIGGER_FUNCTION}
 by_name = pytest.mark.parametrize("caller", CALLERS, ids=[c.name for c in CALLERS])
@@ -54,11 +41,11 @@ def test_tables(sb: Connection, supabase_db: SupabaseDatabase, caller: Caller) -
         count, delete = f"SELECT count(*) FROM {name}", f"DELETE FROM {name}"
         update = f"UPDATE {name} SET service_name = service_name"
         if documented(table.kind, caller.role) == frozenset():
-            for sql in (count, update, delete, SAMPLE_INSERTS[name]):
+            for sql in (count, update, delete, insert(name, "probe")):
                 _refused(lambda sql=sql: api.request(caller, sql))
         elif caller.name in READS_ALL:
             assert api.request(caller, count).rows == [(rows,)], name
-            assert api.request(caller, SAMPLE_INSERTS[name]).rowcount == 1, name
+            assert api.request(caller, insert(name, "probe")).rowcount == 1, name
             assert api.request(caller, delete).rowcount == rows, name
             if name == "service_health_checks":  # append-only
                 with pytest.raises(pg_errors.RestrictViolation):
@@ -69,7 +56,7 @@ def test_tables(sb: Connection, supabase_db: SupabaseDatabase, caller: Caller) -
             assert api.request(caller, count).rows == [(0,)], name
             assert api.request(caller, update).rowcount == 0, name
             assert api.request(caller, delete).rowcount == 0, name
-            message = _refused(lambda name=name: api.request(caller, SAMPLE_INSERTS[name]))
+            message = _refused(lambda name=name: api.request(caller, insert(name, "probe")))
             assert "row-level security" in message, name
 
 
