@@ -97,7 +97,6 @@ SEED = [
     "VALUES ('seed-0', 'service_down', 'critical', 'down'), "
     "('seed-1', 'high_latency', 'warning', 'slow')",
 ]
-SEEDED_ROWS = 2
 
 
 class SupabaseCluster:
@@ -116,16 +115,20 @@ class SupabaseCluster:
             shutil.chown(directory, self.system_user)
 
     def _run(self, program: str, *args: str) -> None:
-        with (self.directory / f"{program}.log").open("ab") as log:
-            subprocess.run(
-                [str(self.binaries / program), *args],
-                user=self.system_user,
-                cwd=self.directory,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=60,
-            )
+        try:
+            with (self.directory / f"{program}.log").open("ab") as log:
+                subprocess.run(
+                    [str(self.binaries / program), *args],
+                    user=self.system_user,
+                    cwd=self.directory,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=60,
+                )
+        except subprocess.SubprocessError as error:
+            logs = "".join(p.read_text(errors="replace") for p in self.directory.glob("*.log"))
+            raise RuntimeError(f"{program} failed for the Supabase cluster:\n{logs}") from error
 
     def start(self) -> None:
         self._run(

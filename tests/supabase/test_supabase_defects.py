@@ -1,5 +1,6 @@
 """The defects issue #10 found on Supabase, each replayed as it was found. Every test here fails
-on the history before revision d9f3b7a2c5e1."""
+on the history before revision d9f3b7a2c5e1, but for the control where postgres owns the tables
+and may truncate them."""
 
 from __future__ import annotations
 
