@@ -15,6 +15,7 @@ from cim_monitoring.errors import (
     QueryTimeout,
 )
 from cim_monitoring.models import AlertEvent, Base, ServiceHealthCheck
+from cim_monitoring.objects import DatabaseObject, ObjectKind, owned_objects, role_privileges
 from cim_monitoring.repository import (
     acknowledge_alert,
     active_alerts,
@@ -49,6 +50,7 @@ __all__ = [
     "AlertOut",
     "Base",
     "ConfigurationError",
+    "DatabaseObject",
     "DatabaseUnavailable",
     "HealthCheckIn",
     "HealthCheckOut",
@@ -56,6 +58,7 @@ __all__ = [
     "IrreversibleMigration",
     "MigrationError",
     "MonitoringError",
+    "ObjectKind",
     "PurgeResult",
     "QueryTimeout",
     "ServiceHealthCheck",
@@ -70,6 +73,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "normalize_url",
+    "owned_objects",
     "purge_expired",
     "raise_alert",
     "record_check",
@@ -77,6 +81,7 @@ __all__ = [
     "redact_url",
     "resolve_alert",
     "resolve_alerts",
+    "role_privileges",
     "service_stats",
     "session_scope",
     "status_series",

@@ -5,8 +5,8 @@ up to the integer column's maximum). Bounds are exact below 10 ms and then as wi
 while one integer inside each bucket lies within ``RELATIVE_ERROR`` of every latency in it: so a
 percentile read from the histogram is within 10 % of the exact ``percentile_disc``. The counts
 are exact, hence the bucket holding the exact percentile is known; only its position inside
-the bucket is estimated. The migration that creates the rollups freezes the same bounds in SQL
-(``service_health_latency_bucket``); a test keeps the two equal.
+the bucket is estimated. The rollup trigger's migration freezes the same bounds in SQL; a test
+keeps the two equal.
 """
 
 from __future__ import annotations

@@ -37,14 +37,13 @@ from sqlalchemy.exc import DBAPIError
 from cim_monitoring.config import Settings
 from cim_monitoring.errors import MigrationError
 from cim_monitoring.models import Base
+from cim_monitoring.objects import FUNCTION_SCHEMA, ObjectKind, owned_objects
+from cim_monitoring.objects import VERSION_TABLE as VERSION_TABLE  # re-exported
 
 logger = logging.getLogger(__name__)
 
-VERSION_TABLE = "cim_monitoring_alembic_version"
 # Where cim-monitoring before 0.2 kept its revision, and where a host's Alembic keeps its own.
 LEGACY_VERSION_TABLE = "alembic_version"
-# The schema of our functions (not exposed by PostgREST).
-PRIVATE_SCHEMA = "cim_monitoring"
 # "cim-mon" in ASCII: a fixed key so every process of every version contends for the same lock.
 MIGRATION_LOCK_KEY = 0x63696D2D6D6F6E
 _POLL_SECONDS = 0.1
@@ -100,7 +99,7 @@ def host_include_name(name: str | None, type_: str, parent_names: dict[str, str 
         context.configure(..., include_name=cim_monitoring.migrations.host_include_name)
     """
     if type_ == "schema":
-        return name != PRIVATE_SCHEMA
+        return name != FUNCTION_SCHEMA
     if type_ == "table":
         return not is_ours(name)
     return not is_ours(parent_names.get("table_name"))
@@ -371,27 +370,22 @@ def _refuse_foreign_revisions(connection: Connection) -> None:
         raise MigrationError(f"{found.describe()}: {found.fix}")
 
 
-_UNPROTECTED = text(
+_PROTECTION = text(
     """
-    SELECT c.relname,
-           NOT c.relrowsecurity AS rls_off,
+    SELECT c.relname, NOT c.relrowsecurity AS rls_off,
            NOT c.relforcerowsecurity AND c.relname <> :version_table AS not_forced,
            EXISTS (SELECT FROM aclexplode(c.relacl) AS a
                     WHERE a.grantee = 0 OR a.grantee = to_regrole('anon')) AS exposed
-      FROM pg_class AS c
-     WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
-       AND (c.relname = ANY(:ours) OR c.oid IN (
-            SELECT i.inhrelid FROM pg_inherits AS i JOIN pg_class AS p ON p.oid = i.inhparent
-             WHERE p.relnamespace = current_schema()::regnamespace AND p.relname = ANY(:ours)))
-     ORDER BY c.relname
+      FROM pg_class AS c WHERE c.oid = ANY(:oids) ORDER BY c.relname
     """
 )
+_TABLE_KINDS = (ObjectKind.TABLE, ObjectKind.PARTITION, ObjectKind.VERSION_TABLE)
 
 
 def _verify_protected(connection: Connection) -> None:
     """Refuse to commit a state in which one of our tables lacks its protection."""
-    ours = [VERSION_TABLE, *Base.metadata.tables]
-    for row in connection.execute(_UNPROTECTED, {"ours": ours, "version_table": VERSION_TABLE}):
+    oids = [o.oid for o in owned_objects(connection) if o.kind in _TABLE_KINDS]
+    for row in connection.execute(_PROTECTION, {"oids": oids, "version_table": VERSION_TABLE}):
         gaps = [
             gap
             for gap, missing in (

@@ -1,4 +1,6 @@
-"""Row Level Security: only monitoring_admin (and its members) may touch the monitoring tables.
+"""Row Level Security: only monitoring_admin (and its members) may touch the monitoring tables;
+and, from the catalogue, no object of ours (sequences and functions too) is open to PUBLIC and
+every function pins its search_path.
 
 The fixtures connect as a superuser, who bypasses RLS, so every denial is observed after
 ``SET LOCAL ROLE`` to a throwaway NOLOGIN role created inside the test's transaction (roles are
@@ -10,25 +12,17 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from catalog import table_privileges
+from catalog import ours, schema_contents, table_privileges
+from documented import ADMIN_SIDE_PRIVILEGES
 from psycopg import errors as pg_errors
+from samples import insert
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from cim_monitoring import ObjectKind, owned_objects, role_privileges
+
 TABLES = ("service_health_checks", "alert_events", "service_health_hourly", "service_health_daily")
 POLICED = {"SELECT", "INSERT", "UPDATE", "DELETE"}
-_ROLLUP_ROW = (
-    "(service_name, {0}, healthy, degraded, down, latency_count, latency_sum, latency_histogram) "
-    "VALUES (:service, now(), 1, 0, 0, 0, 0, array_fill(0, ARRAY[106]))"
-)
-INSERTS = {
-    "service_health_checks": "INSERT INTO service_health_checks (service_name, status) "
-    "VALUES ('api', 'healthy')",
-    "alert_events": "INSERT INTO alert_events (service_name, alert_type, severity, message) "
-    "VALUES (:service, 'service_down', 'critical', 'down')",
-    "service_health_hourly": "INSERT INTO service_health_hourly " + _ROLLUP_ROW.format("hour"),
-    "service_health_daily": "INSERT INTO service_health_daily " + _ROLLUP_ROW.format("day"),
-}
 UPDATES = {
     "service_health_checks": "UPDATE service_health_checks SET latency_ms = 1",
     "alert_events": "UPDATE alert_events SET occurrence_count = occurrence_count + 1",
@@ -60,7 +54,7 @@ def create_role(connection: Connection, *, grants: bool, admin: bool = False) ->
 
 def seed(connection: Connection, table: str, rows: int = 2) -> None:
     for i in range(rows):
-        connection.execute(text(INSERTS[table]), {"service": f"seed-{i}"})
+        connection.execute(text(insert(table, f"seed-{i}")))
 
 
 def count(connection: Connection, table: str) -> int:
@@ -133,7 +127,7 @@ def test_outsider_with_privileges_sees_and_changes_nothing(
     assert_updates(connection, table, 0)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 0
     with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
-        connection.execute(text(INSERTS[table]), {"service": "intruder"})
+        connection.execute(text(insert(table, "intruder")))
     assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
     assert "row-level security policy" in str(caught.value.orig)
 
@@ -161,7 +155,7 @@ def test_owner_is_held_to_the_policies(connection: Connection, table: str) -> No
     connection.execute(text(f"SET LOCAL ROLE {role}"))
     assert count(connection, table) == 0
     with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
-        connection.execute(text(INSERTS[table]), {"service": "owner"})
+        connection.execute(text(insert(table, "owner")))
     assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
 
 
@@ -172,8 +166,53 @@ def test_member_of_monitoring_admin_has_full_access(connection: Connection, tabl
     connection.execute(text(f"SET LOCAL ROLE {role}"))
 
     assert count(connection, table) == 2
-    connection.execute(text(INSERTS[table]), {"service": "member"})
+    connection.execute(text(insert(table, "member")))
     assert count(connection, table) == 3
     assert_updates(connection, table, 3)
     assert connection.execute(text(f"DELETE FROM {table}")).rowcount == 3
     assert count(connection, table) == 0
+
+
+def test_public_holds_nothing_on_any_object_of_ours(connection: Connection) -> None:
+    """Tables, sequences, functions (PostgreSQL grants PUBLIC EXECUTE on new ones), the schema."""
+    objects = owned_objects(connection)
+    kinds = {o.kind for o in objects}
+    assert {ObjectKind.SEQUENCE, ObjectKind.FUNCTION, ObjectKind.SCHEMA} <= kinds
+    held = {o.identity: role_privileges(connection, o, "PUBLIC") for o in objects}
+    assert held == {identity: frozenset() for identity in held}
+
+
+def test_monitoring_admin_holds_exactly_the_documented_privileges(connection: Connection) -> None:
+    objects = owned_objects(connection)
+    held = {
+        (o.kind, o.identity): role_privileges(connection, o, "monitoring_admin") for o in objects
+    }
+    assert held == {(kind, identity): ADMIN_SIDE_PRIVILEGES[kind] for kind, identity in held}
+
+
+def test_the_listing_misses_nothing_in_our_schemas(connection: Connection) -> None:
+    listed = {o.identity for o in owned_objects(connection)}
+    assert schema_contents(connection, ["public", "cim_monitoring"]) - listed == set()
+
+
+def test_every_function_pins_an_empty_search_path(connection: Connection) -> None:
+    functions = ours(connection, ObjectKind.FUNCTION, ObjectKind.TRIGGER_FUNCTION)
+    settings = {
+        f.identity: connection.execute(
+            text("SELECT proconfig FROM pg_proc WHERE oid = :oid"), {"oid": f.oid}
+        ).scalar_one()
+        for f in functions
+    }
+    assert settings == {identity: ['search_path=""'] for identity in settings}
+
+
+def test_a_member_inserts_checks_without_any_sequence_privilege(connection: Connection) -> None:
+    """An identity column needs no privilege on its sequence: none is granted to anybody."""
+    role = create_role(connection, grants=False, admin=True)
+    (sequence,) = ours(connection, ObjectKind.SEQUENCE)
+    assert role_privileges(connection, sequence, role) == frozenset()
+    connection.execute(text(f"SET LOCAL ROLE {role}"))
+    connection.execute(text(insert("service_health_checks", "member")))
+    with pytest.raises(ProgrammingError) as caught, connection.begin_nested():
+        connection.execute(text("SELECT nextval(:s)"), {"s": sequence.identity})
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege)
