@@ -32,6 +32,7 @@ from cim_monitoring.repository import (
 from cim_monitoring.schemas import (
     AlertIn,
     AlertOut,
+    Finding,
     HealthCheckIn,
     HealthCheckOut,
     PurgeResult,
@@ -39,6 +40,7 @@ from cim_monitoring.schemas import (
     ServiceStatus,
     StatusBucket,
 )
+from cim_monitoring.verify import verify_database
 
 __version__ = _distribution_version("cim-monitoring")
 
@@ -50,6 +52,7 @@ __all__ = [
     "Base",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "Finding",
     "HealthCheckIn",
     "HealthCheckOut",
     "InvalidTransition",
@@ -80,4 +83,5 @@ __all__ = [
     "service_stats",
     "session_scope",
     "status_series",
+    "verify_database",
 ]
