@@ -33,6 +33,7 @@ from cim_monitoring.repository import (
 from cim_monitoring.schemas import (
     AlertIn,
     AlertOut,
+    Finding,
     HealthCheckIn,
     HealthCheckOut,
     PurgeResult,
@@ -40,6 +41,7 @@ from cim_monitoring.schemas import (
     ServiceStatus,
     StatusBucket,
 )
+from cim_monitoring.verify import verify_database
 
 __version__ = _distribution_version("cim-monitoring")
 
@@ -52,6 +54,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseObject",
     "DatabaseUnavailable",
+    "Finding",
     "HealthCheckIn",
     "HealthCheckOut",
     "InvalidTransition",
@@ -85,4 +88,5 @@ __all__ = [
     "service_stats",
     "session_scope",
     "status_series",
+    "verify_database",
 ]

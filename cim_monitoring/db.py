@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,3 +108,13 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def _first_line(error: BaseException | None) -> str:
     text = str(error).strip() if error is not None else ""
     return text.splitlines()[0] if text else "connection failed"
+
+
+@contextmanager
+def connected(bind: Engine | Connection) -> Iterator[Connection]:
+    """``bind`` itself when it is a Connection, else a connection of the Engine for the block."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.connect() as connection:
+        yield connection

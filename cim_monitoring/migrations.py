@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from cim_monitoring.config import Settings
+from cim_monitoring.db import connected
 from cim_monitoring.errors import MigrationError
 from cim_monitoring.models import Base
 from cim_monitoring.objects import FUNCTION_SCHEMA, ObjectKind, owned_objects
@@ -158,7 +159,7 @@ def upgrade(
     table. Raises :class:`MigrationError` with a one-line reason when it cannot proceed.
     """
     script = script_directory()
-    with _connected(bind) as connection, migrating(connection, lock_wait=lock_wait) as migration:
+    with connected(bind) as connection, migrating(connection, lock_wait=lock_wait) as migration:
         context = MigrationContext.configure(
             connection,
             opts={
@@ -221,7 +222,7 @@ class SchemaState:
 
 def state(bind: Engine | Connection) -> SchemaState:
     """Classify the database: never migrated, legacy, behind, at head, or foreign."""
-    with _connected(bind) as connection:
+    with connected(bind) as connection:
         ours = _version_rows(connection, VERSION_TABLE)
         legacy = _legacy_revisions(connection) if not ours else ()
     shipped = heads()
@@ -299,15 +300,6 @@ def _run(context: MigrationContext) -> None:
     # own run_migrations() (the proxy is module-global).
     with Operations.context(context), context.begin_transaction():
         context.run_migrations()
-
-
-@contextmanager
-def _connected(bind: Engine | Connection) -> Iterator[Connection]:
-    if isinstance(bind, Connection):
-        yield bind
-        return
-    with bind.connect() as connection:
-        yield connection
 
 
 def _upgrade_steps(script: ScriptDirectory, destination: str, migration: Migration) -> Any:

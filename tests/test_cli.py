@@ -223,6 +223,10 @@ def test_doctor_passes_on_a_migrated_database_and_lists_host_tables(
     assert "✗" not in result.stdout
     assert "host application tables beside ours (1): performance_metrics" in result.stdout
     assert "metric_name text" in result.stdout
+    findings = json.loads(ok(cli(migrated, "doctor", "--json")).stdout)
+    assert findings
+    assert all(f["ok"] and f["fix"] is None for f in findings)
+    assert {f["check"] for f in findings} >= {"revision", "columns", "grants", "readers"}
 
 
 @pytest.mark.parametrize(
@@ -246,6 +250,9 @@ def test_doctor_fails_and_names_the_problem(
     sql(migrated, damage)
     result = cli(migrated, "doctor")
     assert result.returncode == 1
+    as_json = cli(migrated, "doctor", "--json")
+    assert as_json.returncode == 1
+    assert any(named in f["message"] and f["fix"] for f in json.loads(as_json.stdout))
     problems = [line for line in result.stdout.splitlines() if line.startswith("✗")]
     named_problem = next(line for line in problems if named in line)
     assert "Fix: " in named_problem

@@ -4,6 +4,7 @@ from cim_monitoring.schemas.fields import DETAILS_MAX_BYTES, DETAILS_MAX_DEPTH, 
 from cim_monitoring.schemas.inputs import AlertIn, HealthCheckIn
 from cim_monitoring.schemas.outputs import (
     AlertOut,
+    Finding,
     HealthCheckOut,
     PurgeResult,
     ServiceStats,
@@ -17,6 +18,7 @@ __all__ = [
     "MESSAGE_MAX",
     "AlertIn",
     "AlertOut",
+    "Finding",
     "HealthCheckIn",
     "HealthCheckOut",
     "PurgeResult",

@@ -89,3 +89,13 @@ class PurgeResult(_Out):
     health_checks: int
     alerts: int
     rollups: int = 0
+
+
+class Finding(_Out):
+    """One check of :func:`cim_monitoring.verify_database`: ``ok``, or what is wrong and the
+    fix (SQL or a command) for an operator."""
+
+    check: str
+    ok: bool
+    message: str
+    fix: str | None = None

@@ -1,4 +1,4 @@
-"""``doctor``, part one: the tables as the models declare them.
+"""The tables as the models declare them.
 
 Columns (type, nullability), CHECK constraints and indexes are compared by name with
 ``Base.metadata``; each problem comes with DDL rendered from the models as its fix.
@@ -6,7 +6,7 @@ Columns (type, nullability), CHECK constraints and indexes are compared by name 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import CheckConstraint, Connection, Table, text
 from sqlalchemy.dialects import postgresql
@@ -15,15 +15,14 @@ from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A passed check (``fix`` empty) or a problem and how to fix it."""
+class Problem(NamedTuple):
+    """Something that does not hold, and how to fix it."""
 
-    text: str
-    fix: str = ""
+    message: str
+    fix: str
 
 
-def columns(connection: Connection, oid: int, table: Table) -> list[Finding]:
+def columns(connection: Connection, oid: int, table: Table) -> list[Problem]:
     rows = connection.execute(COLUMNS, {"oid": oid}).all()
     actual = {row.name: (row.type, row.not_null) for row in rows}
     problems = []
@@ -33,13 +32,13 @@ def columns(connection: Connection, oid: int, table: Table) -> list[Finding]:
         if column.name not in actual:
             ddl = CreateColumn(column).compile(dialect=DIALECT)
             problems.append(
-                Finding(f"{where} is missing", f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+                Problem(f"{where} is missing", f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
             )
             continue
         found_type, not_null = actual.pop(column.name)
         if found_type != declared_type:
             problems.append(
-                Finding(
+                Problem(
                     f"{where} is {found_type}, the models say {declared_type}",
                     f"ALTER TABLE {table.name} ALTER COLUMN {column.name} TYPE {declared_type}",
                 )
@@ -47,13 +46,13 @@ def columns(connection: Connection, oid: int, table: Table) -> list[Finding]:
         if not_null == column.nullable:
             change = "DROP" if column.nullable else "SET"
             problems.append(
-                Finding(
+                Problem(
                     f"{where} is {'NOT NULL' if not_null else 'nullable'}, unlike the models",
                     f"ALTER TABLE {table.name} ALTER COLUMN {column.name} {change} NOT NULL",
                 )
             )
     problems.extend(
-        Finding(
+        Problem(
             f"column {table.name}.{name} is not in the models",
             _undeclared(f"ALTER TABLE {table.name} DROP COLUMN {name}"),
         )
@@ -62,7 +61,7 @@ def columns(connection: Connection, oid: int, table: Table) -> list[Finding]:
     return problems
 
 
-def checks(connection: Connection, oid: int, table: Table) -> list[Finding]:
+def checks(connection: Connection, oid: int, table: Table) -> list[Problem]:
     rows = connection.execute(_CHECKS, {"oid": oid}).all()
     actual = {row.name: row.validated for row in rows}
     problems = []
@@ -72,17 +71,17 @@ def checks(connection: Connection, oid: int, table: Table) -> list[Finding]:
         name = str(check.name)
         if name not in actual:
             ddl = AddConstraint(check).compile(dialect=DIALECT)
-            problems.append(Finding(f"CHECK {name} on {table.name} is missing", str(ddl)))
+            problems.append(Problem(f"CHECK {name} on {table.name} is missing", str(ddl)))
         elif not actual[name]:
             problems.append(
-                Finding(
+                Problem(
                     f"CHECK {name} on {table.name} is NOT VALID (old rows unchecked)",
                     f"ALTER TABLE {table.name} VALIDATE CONSTRAINT {name}",
                 )
             )
         actual.pop(name, None)
     problems.extend(
-        Finding(
+        Problem(
             f"CHECK {name} on {table.name} is not in the models",
             _undeclared(f"ALTER TABLE {table.name} DROP CONSTRAINT {name}"),
         )
@@ -91,7 +90,7 @@ def checks(connection: Connection, oid: int, table: Table) -> list[Finding]:
     return problems
 
 
-def indexes(connection: Connection, oid: int, table: Table) -> list[Finding]:
+def indexes(connection: Connection, oid: int, table: Table) -> list[Problem]:
     rows = connection.execute(_INDEXES, {"oid": oid}).all()
     actual = {row.name: row for row in rows}
     declared = {
@@ -104,10 +103,10 @@ def indexes(connection: Connection, oid: int, table: Table) -> list[Finding]:
     for name, (unique, ddl) in declared.items():
         found = actual.pop(name, None)
         if found is None:
-            problems.append(Finding(f"index {name} on {table.name} is missing", ddl))
+            problems.append(Problem(f"index {name} on {table.name} is missing", ddl))
         elif found.unique != unique:
             problems.append(
-                Finding(
+                Problem(
                     f"index {name} on {table.name} is {'' if found.unique else 'not '}unique, "
                     "unlike the models",
                     f"DROP INDEX {name}; {ddl}",
@@ -115,13 +114,13 @@ def indexes(connection: Connection, oid: int, table: Table) -> list[Finding]:
             )
         elif not found.valid:
             problems.append(
-                Finding(
+                Problem(
                     f"index {name} on {table.name} is invalid (a failed concurrent build)",
                     f"REINDEX INDEX CONCURRENTLY {name}",
                 )
             )
     problems.extend(
-        Finding(
+        Problem(
             f"index {name} on {table.name} is not in the models",
             f"DROP INDEX {name}, or declare it in cim_monitoring.models with a migration",
         )

@@ -1,4 +1,4 @@
-"""``doctor``, part two: who may touch the tables.
+"""Who may touch the tables.
 
 What the row-level-security migration sets up: RLS enabled and forced, the policies, the
 grants; and that no role beyond the intended ones can read rows or use the privileges RLS does
@@ -9,31 +9,31 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, text
 
-from cim_monitoring.cli.doctor_schema import DIALECT, Finding
+from cim_monitoring.verify.schema import DIALECT, Problem
 
 ADMIN_ROLE = "monitoring_admin"
 POLICED_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
-def admin_role(connection: Connection) -> list[Finding]:
+def admin_role(connection: Connection) -> list[Problem]:
     if connection.execute(text("SELECT to_regrole(:r)"), {"r": ADMIN_ROLE}).scalar_one():
         return []
-    return [Finding(f"role {ADMIN_ROLE} is missing", f"CREATE ROLE {ADMIN_ROLE} NOLOGIN")]
+    return [Problem(f"role {ADMIN_ROLE} is missing", f"CREATE ROLE {ADMIN_ROLE} NOLOGIN")]
 
 
-def row_security(connection: Connection, oid: int, table: Table) -> list[Finding]:
+def row_security(connection: Connection, oid: int, table: Table) -> list[Problem]:
     enabled, forced = connection.execute(_ROW_SECURITY, {"oid": oid}).one()
     problems = []
     if not enabled:
         problems.append(
-            Finding(
+            Problem(
                 f"row level security is disabled on {table.name}",
                 f"ALTER TABLE {table.name} ENABLE ROW LEVEL SECURITY",
             )
         )
     if not forced:
         problems.append(
-            Finding(
+            Problem(
                 f"row level security is not forced on {table.name} (its owner bypasses it)",
                 f"ALTER TABLE {table.name} FORCE ROW LEVEL SECURITY",
             )
@@ -41,7 +41,7 @@ def row_security(connection: Connection, oid: int, table: Table) -> list[Finding
     return problems
 
 
-def policies(connection: Connection, table: Table) -> list[Finding]:
+def policies(connection: Connection, table: Table) -> list[Problem]:
     found = {row.name: row for row in connection.execute(_POLICIES, {"table": table.name})}
     expected = [(f"{table.name}_admin_all", ADMIN_ROLE, _ADMIN_POLICY)]
     if connection.execute(_SUPABASE_AUTH).scalar_one():
@@ -51,12 +51,12 @@ def policies(connection: Connection, table: Table) -> list[Finding]:
         ddl = template.format(name=name, table=table.name)
         row = found.get(name)
         if row is None:
-            problems.append(Finding(f"policy {name} on {table.name} is missing", ddl))
+            problems.append(Problem(f"policy {name} on {table.name} is missing", ddl))
         elif (row.roles, row.cmd, row.permissive) != ([role], "ALL", "PERMISSIVE") or (
             role == ADMIN_ROLE and (row.qual, row.with_check) != ("true", "true")
         ):
             problems.append(
-                Finding(
+                Problem(
                     f"policy {name} on {table.name} is not the one the migration created",
                     f"DROP POLICY {name} ON {table.name}; {ddl}",
                 )
@@ -64,12 +64,12 @@ def policies(connection: Connection, table: Table) -> list[Finding]:
     return problems
 
 
-def grants(connection: Connection, oid: int, table: Table) -> list[Finding]:
+def grants(connection: Connection, oid: int, table: Table) -> list[Problem]:
     row = connection.execute(_GRANTS, {"oid": oid, "admin": ADMIN_ROLE}).one()
     problems = []
     if row.admin_missing:
         problems.append(
-            Finding(
+            Problem(
                 f"{ADMIN_ROLE} lacks {', '.join(row.admin_missing)} on {table.name}",
                 f"GRANT {', '.join(POLICED_PRIVILEGES)} ON {table.name} TO {ADMIN_ROLE}",
             )
@@ -77,7 +77,7 @@ def grants(connection: Connection, oid: int, table: Table) -> list[Finding]:
     for role, privileges in (("PUBLIC", row.public), ("anon", row.anon)):
         if privileges:
             problems.append(
-                Finding(
+                Problem(
                     f"{role} holds {', '.join(privileges)} on {table.name}",
                     f"REVOKE ALL ON {table.name} FROM {role}",
                 )
@@ -85,7 +85,7 @@ def grants(connection: Connection, oid: int, table: Table) -> list[Finding]:
     for holder in connection.execute(_UNPOLICED, {"oid": oid}):
         privileges = ", ".join(holder.privileges)
         problems.append(
-            Finding(
+            Problem(
                 f"role {holder.role} holds {privileges} on {table.name}, which RLS does not police",
                 f"REVOKE {privileges} ON {table.name} FROM {_quote(holder.role)}",
             )
@@ -93,14 +93,14 @@ def grants(connection: Connection, oid: int, table: Table) -> list[Finding]:
     return problems
 
 
-def readers(connection: Connection, oid: int, table: Table) -> list[Finding]:
+def readers(connection: Connection, oid: int, table: Table) -> list[Problem]:
     """Roles that a permissive policy lets read, other than the ones that are meant to."""
     problems = []
     for reader in connection.execute(_READERS, {"oid": oid, "admin": ADMIN_ROLE}):
         revoke = f"REVOKE SELECT ON {table.name} FROM {_quote(reader.role)}"  # noqa: S608 - advice
         if not reader.policies:
             problems.append(
-                Finding(
+                Problem(
                     f"role {reader.role} can read {table.name}: row level security is off",
                     f"ALTER TABLE {table.name} ENABLE ROW LEVEL SECURITY, or {revoke}",
                 )
@@ -109,7 +109,7 @@ def readers(connection: Connection, oid: int, table: Table) -> list[Finding]:
         elif not set(reader.policies) <= {f"{table.name}_jwt_admin"}:
             via = ", ".join(reader.policies)
             problems.append(
-                Finding(
+                Problem(
                     f"role {reader.role} can read {table.name} (policy {via})",
                     f"{revoke}, or drop or narrow policy {via}",
                 )
