@@ -60,13 +60,47 @@ def test_the_application_role_can_verify(connection: Connection) -> None:
             "REVOKE TRUNCATE ON alert_events FROM monitoring_admin",
         ),
         (
+            "GRANT EXECUTE ON FUNCTION cim_monitoring.service_health_histogram_sum(integer[], "
+            "integer[]) TO PUBLIC",
+            "functions",
+            "PUBLIC may execute cim_monitoring.service_health_histogram_sum(integer[],integer[])",
+            "REVOKE EXECUTE ON FUNCTION cim_monitoring.service_health_histogram_sum",
+        ),
+        (
+            "ALTER FUNCTION cim_monitoring.service_health_rollup() RESET search_path",
+            "functions",
+            "cim_monitoring.service_health_rollup() does not pin search_path",
+            "ALTER FUNCTION cim_monitoring.service_health_rollup() SET search_path = ''",
+        ),
+        (
+            "GRANT USAGE ON SEQUENCE service_health_checks_id_seq TO monitoring_admin",
+            "sequences",
+            "monitoring_admin holds USAGE on sequence service_health_checks_id_seq",
+            "REVOKE ALL ON SEQUENCE service_health_checks_id_seq FROM monitoring_admin",
+        ),
+        (
+            "GRANT CREATE ON SCHEMA cim_monitoring TO monitoring_admin",
+            "function_schema",
+            "monitoring_admin holds CREATE on schema cim_monitoring",
+            "REVOKE CREATE ON SCHEMA cim_monitoring FROM monitoring_admin",
+        ),
+        (
             "CREATE POLICY everyone ON service_health_checks FOR SELECT TO PUBLIC USING (true)",
             "readers",
             "can read service_health_checks (policy everyone)",
             "drop or narrow policy everyone",
         ),
     ],
-    ids=["index", "rls-not-forced", "unpoliced-privilege", "open-policy"],
+    ids=[
+        "index",
+        "rls-not-forced",
+        "unpoliced-privilege",
+        "public-function",
+        "search-path",
+        "sequence",
+        "schema-create",
+        "open-policy",
+    ],
 )
 def test_damage_is_a_failed_finding_with_its_fix(
     connection: Connection, damage: str, check: str, named: str, fix: str

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, text
 from cim_monitoring import migrations
 from cim_monitoring.db import connected
 from cim_monitoring.models import Base
+from cim_monitoring.objects import FUNCTION_SCHEMA
 from cim_monitoring.schemas import Finding
 from cim_monitoring.verify import access, schema
 from cim_monitoring.verify.schema import Problem
@@ -79,6 +80,19 @@ def _examine(connection: Connection) -> Iterator[Finding]:
         return
     yield from _findings(
         "admin_role", f"role {access.ADMIN_ROLE} exists", access.admin_role(connection)
+    )
+    yield from _findings(
+        "function_schema",
+        f"schema {FUNCTION_SCHEMA}: nobody but its owner creates in it",
+        access.function_schema(connection),
+    )
+    yield from _findings(
+        "functions",
+        "functions: search_path pinned, not executable by PUBLIC or anon",
+        access.functions(connection),
+    )
+    yield from _findings(
+        "sequences", "sequences: no privilege for anybody", access.sequences(connection)
     )
     for table in Base.metadata.sorted_tables:
         oid = _oid(connection, table.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, text
 
+from cim_monitoring.objects import FUNCTION_SCHEMA, ObjectKind, owned_objects
 from cim_monitoring.verify.schema import DIALECT, Problem
 
 ADMIN_ROLE = "monitoring_admin"
@@ -19,6 +20,51 @@ def admin_role(connection: Connection) -> list[Problem]:
     if connection.execute(text("SELECT to_regrole(:r)"), {"r": ADMIN_ROLE}).scalar_one():
         return []
     return [Problem(f"role {ADMIN_ROLE} is missing", f"CREATE ROLE {ADMIN_ROLE} NOLOGIN")]
+
+
+def functions(connection: Connection) -> list[Problem]:
+    """Our functions: nobody outside may run them, and none follows the caller's search_path."""
+    problems = []
+    for row in connection.execute(_FUNCTIONS, {"schema": FUNCTION_SCHEMA}):
+        if row.open_to:
+            grantees = ", ".join(row.open_to)
+            problems.append(
+                Problem(
+                    f"{grantees} may execute {row.identity}",
+                    f"REVOKE EXECUTE ON FUNCTION {row.identity} FROM {grantees}",
+                )
+            )
+        if not row.pinned:
+            problems.append(
+                Problem(
+                    f"{row.identity} does not pin search_path to ''",
+                    f"ALTER FUNCTION {row.identity} SET search_path = ''",
+                )
+            )
+    return problems
+
+
+def sequences(connection: Connection) -> list[Problem]:
+    """Our sequences: no privilege for anybody but the owner (identity columns need none)."""
+    oids = [o.oid for o in owned_objects(connection) if o.kind is ObjectKind.SEQUENCE]
+    return [
+        Problem(
+            f"{row.grantee} holds {', '.join(row.privileges)} on sequence {row.identity}",
+            f"REVOKE ALL ON SEQUENCE {row.identity} FROM {row.grantee}",
+        )
+        for row in connection.execute(_SEQUENCE_GRANTS, {"oids": oids})
+    ]
+
+
+def function_schema(connection: Connection) -> list[Problem]:
+    """The private schema: nobody but its owner creates in it; PUBLIC and anon do not use it."""
+    return [
+        Problem(
+            f"{row.grantee} holds {row.privilege} on schema {FUNCTION_SCHEMA}",
+            f"REVOKE {row.privilege} ON SCHEMA {FUNCTION_SCHEMA} FROM {row.grantee}",
+        )
+        for row in connection.execute(_SCHEMA_GRANTS, {"schema": FUNCTION_SCHEMA})
+    ]
 
 
 def row_security(connection: Connection, oid: int, table: Table) -> list[Problem]:
@@ -122,6 +168,41 @@ def _quote(identifier: str) -> str:
     return str(DIALECT.identifier_preparer.quote(identifier))
 
 
+# A NULL ACL means the defaults: EXECUTE for PUBLIC on a function.
+_FUNCTIONS = text(
+    """
+    SELECT p.oid::regprocedure::text AS identity,
+           coalesce('search_path=""' = ANY (p.proconfig), false) AS pinned,
+           ARRAY(SELECT DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE 'anon' END
+                   FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+                  WHERE a.grantee = 0 OR a.grantee = to_regrole('anon') ORDER BY 1) AS open_to
+      FROM pg_proc AS p
+     WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = :schema)
+     ORDER BY 1
+    """
+)
+_SEQUENCE_GRANTS = text(
+    """
+    SELECT c.oid::regclass::text AS identity,
+           CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+               AS grantee,
+           array_agg(a.privilege_type ORDER BY a.privilege_type) AS privileges
+      FROM pg_class AS c, aclexplode(coalesce(c.relacl, acldefault('s', c.relowner))) AS a
+     WHERE c.oid = ANY (:oids) AND a.grantee <> c.relowner
+     GROUP BY 1, 2 ORDER BY 1, 2
+    """
+)
+_SCHEMA_GRANTS = text(
+    """
+    SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+               AS grantee,
+           a.privilege_type AS privilege
+      FROM pg_namespace AS n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) AS a
+     WHERE n.nspname = :schema AND a.grantee <> n.nspowner
+       AND (a.privilege_type = 'CREATE' OR a.grantee = 0 OR a.grantee = to_regrole('anon'))
+     ORDER BY 1, 2
+    """
+)
 _ROW_SECURITY = text("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = :oid")
 _POLICIES = text(
     """
@@ -129,8 +210,14 @@ _POLICIES = text(
       FROM pg_policies WHERE schemaname = current_schema() AND tablename = :table
     """
 )
+# From the catalogue: to_regprocedure('auth.jwt()') needs USAGE on schema auth, which an
+# application's role does not have on Supabase.
 _SUPABASE_AUTH = text(
-    "SELECT to_regprocedure('auth.jwt()') IS NOT NULL AND to_regrole('authenticated') IS NOT NULL"
+    """
+    SELECT to_regrole('authenticated') IS NOT NULL AND EXISTS (
+        SELECT FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'auth' AND p.proname = 'jwt' AND p.pronargs = 0)
+    """
 )
 _ADMIN_POLICY = (
     f"CREATE POLICY {{name}} ON {{table}} FOR ALL TO {ADMIN_ROLE} USING (true) WITH CHECK (true)"

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from alembic import command
 from postgrest_requests import Api
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from cim_monitoring.migrations import alembic_config
+from cim_monitoring import migrations
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -217,8 +216,7 @@ def supabase_db(
     name = f"cim_{migrator}"
     create_supabase_database(supabase_cluster, name)
     engine = supabase_cluster.engine(migrator, name)
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+    migrations.upgrade(engine)
     engine.dispose()
     supabase_cluster.execute([*SEED, f"GRANT monitoring_admin TO {APP_ROLE}"], database=name)
     api = Api(supabase_cluster.url("authenticator", name))
