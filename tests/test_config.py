@@ -220,7 +220,9 @@ def test_connecting_logs_no_password(
     # The test servers trust local connections, so any password is accepted (and must not leak).
     url = pg_server.admin_url.set(password=SECRET)
     caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="sqlalchemy")  # SQLAlchemy defaults itself to WARN
+    # SQLAlchemy defaults itself to WARN; an alembic.ini loaded earlier may pin sqlalchemy.engine.
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy")
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     engine = make_engine(url)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar_one() == 1
