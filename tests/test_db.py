@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, text
@@ -192,4 +193,4 @@ def test_unreachable_server_is_database_unavailable_without_password() -> None:
     assert "127.0.0.1" in message
     assert "u:***@127.0.0.1:1/x" in message
     assert SECRET not in message
-    assert isinstance(caught.value.__cause__, OperationalError)
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)  # the driver's error
