@@ -17,9 +17,9 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from types import ModuleType
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Executable, Result
+from sqlalchemy import Engine, Executable, Result, create_engine
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import cim_monitoring
@@ -86,6 +86,18 @@ class FaceKind:
         with make_session_factory(engine).begin() as session:
             yield Face(self, session)
 
+    def host_engine(self, url: URL) -> Engine | AsyncEngine:
+        """An engine made by the host application itself, not by us."""
+        engine = create_engine(url)
+        self._engines.append(engine)
+        return engine
+
+    @contextmanager
+    def connected(self, engine: Any) -> Iterator[Any]:
+        """``with engine.connect() as connection``."""
+        with engine.connect() as connection:
+            yield connection
+
     @contextmanager
     def scope(self, engine: Any) -> Iterator[Face]:
         """``session_scope(factory)``."""
@@ -141,6 +153,16 @@ class AsyncKind(FaceKind):
         engine = aio.make_async_engine(url, **kwargs)
         self._engines.append(engine)
         return engine
+
+    def host_engine(self, url: URL) -> AsyncEngine:
+        engine = create_async_engine(url)
+        self._engines.append(engine)
+        return engine
+
+    @contextmanager
+    def connected(self, engine: Any) -> Iterator[Any]:
+        with self._entered(engine.connect()) as connection:
+            yield connection
 
     @contextmanager
     def begin(self, engine: Any) -> Iterator[Face]:
