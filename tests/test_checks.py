@@ -4,7 +4,7 @@ through both faces (sync Session and AsyncSession)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -175,4 +175,22 @@ def test_record_checks_wraps_database_errors_and_keeps_the_transaction(face: Fac
     with pytest.raises(DBAPIError) as caught:
         face.record_checks([{"service_name": "api", "status": "down"}])
     assert isinstance(caught.value.orig, psycopg.errors.ReadOnlySqlTransaction)
+    assert count(face) == 1
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_record_checks_refuses_what_is_out_of_range_in_utc_for_a_known_service(
+    face: Face, created_at: datetime
+) -> None:
+    # Once a service name has been seen, plain dicts take a short path past the model: it must
+    # still refuse a moment that only leaves the datetime range once converted to UTC.
+    face.record_checks([{"service_name": "edge", "status": "healthy", "created_at": T0}])
+    with pytest.raises(ValidationError, match="out of range once converted to UTC"):
+        face.record_checks([{"service_name": "edge", "status": "down", "created_at": created_at}])
     assert count(face) == 1
