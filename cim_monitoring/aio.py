@@ -27,22 +27,12 @@ from cim_monitoring.config import Settings
 from cim_monitoring.db import check_driver, engine_arguments, scope_error, translate_errors
 from cim_monitoring.errors import ConfigurationError
 
+# The repository's functions, under the same names, and the async engine and sessions.
 __all__ = [
-    "acknowledge_alert",
-    "active_alerts",
     "async_session_scope",
-    "check_history",
-    "latest_status",
     "make_async_engine",
     "make_async_session_factory",
-    "purge_expired",
-    "raise_alert",
-    "record_check",
-    "record_checks",
-    "resolve_alert",
-    "resolve_alerts",
-    "service_stats",
-    "status_series",
+    *repository.__all__,
 ]
 
 P = ParamSpec("P")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -15,12 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+import cim_monitoring
 from cim_monitoring import (
     ConfigurationError,
     DatabaseUnavailable,
     Settings,
+    aio,
     make_engine,
     make_session_factory,
+    repository,
 )
 from cim_monitoring.aio import make_async_engine, make_async_session_factory
 from cim_monitoring.migrations import alembic_config
@@ -189,3 +193,12 @@ def test_session_scope_lost_connection_is_database_unavailable(
     after = f"after-{face_kind.name}"
     _unit_of_work(face_kind, engine, lambda face: face.execute(INSERT_CHECK, {"name": after}))
     assert _count(scratch_engine, after) == 1
+
+
+def test_the_async_face_mirrors_the_repository_and_stays_out_of_the_top_level() -> None:
+    for name in repository.__all__:
+        assert name in aio.__all__
+        assert inspect.iscoroutinefunction(getattr(aio, name)), name
+    only_async = set(aio.__all__) - set(repository.__all__)
+    assert only_async == {"make_async_engine", "make_async_session_factory", "async_session_scope"}
+    assert not only_async & set(cim_monitoring.__all__)
