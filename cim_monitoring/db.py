@@ -197,7 +197,8 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def scope_error(exc: DBAPIError, bind: object) -> Exception:
-    """What a unit of work raises for ``exc``: only a host application's engine lets one out."""
+    """What a unit of work raises for ``exc``, a driver error that reached it untranslated
+    (only a host application's engine lets one through)."""
     where = redact_url(bind.url) if isinstance(bind, Engine | AsyncEngine) else "the database"
     return database_error(exc.orig, invalidated=exc.connection_invalidated, where=where) or exc
 
