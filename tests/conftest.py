@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from faces import KINDS, Face, FaceKind, make_kind
+from faces import KINDS, AsyncKind, Face, FaceKind, make_kind
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -157,11 +157,11 @@ def face_kind(request: pytest.FixtureRequest) -> Iterator[FaceKind]:
 @pytest.fixture
 def face(face_kind: FaceKind, request: pytest.FixtureRequest) -> Iterator[Face]:
     """The repository bound to a session in the outer, rolled-back transaction, on either face."""
-    if face_kind.name == "sync":
+    if isinstance(face_kind, AsyncKind):
+        with face_kind.joined(request.getfixturevalue("async_engine")) as face:
+            yield face
+    else:
         yield Face(face_kind, request.getfixturevalue("session"))
-        return
-    with face_kind.joined(request.getfixturevalue("async_engine")) as face:
-        yield face
 
 
 @pytest.fixture
