@@ -8,6 +8,7 @@ every test runs inside an outer transaction that is rolled back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -18,12 +19,15 @@ from pathlib import Path
 
 import pytest
 from alembic.config import Config as AlembicConfig
+from faces import KINDS, AsyncKind, Face, FaceKind, make_kind
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from cim_monitoring import make_engine, migrations, normalize_url
+from cim_monitoring.aio import make_async_engine
 
 logger = logging.getLogger(__name__)
 DOCKER_PING_TIMEOUT_SECONDS = 2
@@ -131,6 +135,32 @@ def session(connection: Connection) -> Iterator[Session]:
     """A Session joined to the outer transaction; its commits become savepoint releases."""
     with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def async_engine(migrated_url: URL) -> Iterator[AsyncEngine]:
+    """Without a pool: every test runs its own event loop, and a connection is bound to one."""
+    engine = make_async_engine(migrated_url, poolclass=NullPool)
+    yield engine
+    asyncio.run(engine.dispose())
+
+
+@pytest.fixture(params=KINDS)
+def face_kind(request: pytest.FixtureRequest) -> Iterator[FaceKind]:
+    """The sync or the async face of the package: engines and units of work."""
+    kind = make_kind(request.param)
+    yield kind
+    kind.close()
+
+
+@pytest.fixture
+def face(face_kind: FaceKind, request: pytest.FixtureRequest) -> Iterator[Face]:
+    """The repository bound to a session in the outer, rolled-back transaction, on either face."""
+    if isinstance(face_kind, AsyncKind):
+        with face_kind.joined(request.getfixturevalue("async_engine")) as face:
+            yield face
+    else:
+        yield Face(face_kind, request.getfixturevalue("session"))
 
 
 @pytest.fixture

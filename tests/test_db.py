@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from faces import Face, FaceKind
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+import cim_monitoring
 from cim_monitoring import (
     ConfigurationError,
     DatabaseUnavailable,
     Settings,
+    aio,
     make_engine,
     make_session_factory,
     migrations,
-    session_scope,
+    repository,
 )
+from cim_monitoring.aio import make_async_engine, make_async_session_factory
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
 
-SECRET = "pw-Sup3r-S3cret"
 INSERT_CHECK = text(
     "INSERT INTO service_health_checks (service_name, status) VALUES (:name, 'healthy')"
 )
@@ -48,19 +54,14 @@ def _count(engine: Engine, name: str) -> int:
         return connection.execute(COUNT_CHECKS, {"name": name}).scalar_one()
 
 
-def test_application_name(migrated_url: URL) -> None:
-    engine = make_engine(migrated_url)
-    try:
-        with engine.connect() as connection:
-            assert connection.execute(text("SHOW application_name")).scalar_one() == (
-                "cim-monitoring"
-            )
-            seen = connection.execute(
-                text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
-            ).scalar_one()
-            assert seen == "cim-monitoring"
-    finally:
-        engine.dispose()
+def test_application_name(face_kind: FaceKind, migrated_url: URL) -> None:
+    engine = face_kind.engine(migrated_url)
+    with face_kind.begin(engine) as face:
+        assert face.scalar(text("SHOW application_name")) == "cim-monitoring"
+        seen = face.scalar(
+            text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        )
+        assert seen == "cim-monitoring"
 
 
 @pytest.mark.parametrize(
@@ -71,43 +72,46 @@ def test_application_name(migrated_url: URL) -> None:
     ],
 )
 def test_application_name_overrides(
-    migrated_url: URL, url_query: dict[str, str], settings: Settings, expected: str
+    face_kind: FaceKind,
+    migrated_url: URL,
+    url_query: dict[str, str],
+    settings: Settings,
+    expected: str,
 ) -> None:
-    engine = make_engine(migrated_url.update_query_dict(url_query), settings=settings)
-    try:
-        with engine.connect() as connection:
-            assert connection.execute(text("SHOW application_name")).scalar_one() == expected
-    finally:
-        engine.dispose()
+    engine = face_kind.engine(migrated_url.update_query_dict(url_query), settings=settings)
+    with face_kind.begin(engine) as face:
+        assert face.scalar(text("SHOW application_name")) == expected
 
 
-def _terminate_pooled_connection(engine: Engine, pg_server: PostgresServer) -> int:
-    """Open and return one pooled connection, then kill its backend from the outside."""
-    with engine.connect() as connection:
-        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    # Waits (up to 5 s) until the backend is really gone.
-    pg_server.execute_admin(f"SELECT pg_terminate_backend({pid}, 5000)")
-    return pid
+def test_each_session_factory_refuses_the_other_faces_engine(migrated_url: URL) -> None:
+    async_engine = make_async_engine(migrated_url)
+    with pytest.raises(
+        ConfigurationError, match=r"cim_monitoring\.aio\.make_async_session_factory"
+    ):
+        make_session_factory(async_engine)  # type: ignore[arg-type]
+    sync_engine = make_engine(migrated_url)
+    with pytest.raises(ConfigurationError, match=r"cim_monitoring\.make_session_factory"):
+        make_async_session_factory(sync_engine)  # type: ignore[arg-type]
+    sync_engine.dispose()
+    asyncio.run(async_engine.dispose())
 
 
-def test_pool_pre_ping_replaces_a_dead_connection(
-    migrated_url: URL, pg_server: PostgresServer
-) -> None:
-    # Control: without pre-ping the pool hands out the dead connection and the query fails.
-    plain = create_engine(migrated_url, pool_size=1, max_overflow=0)
-    _terminate_pooled_connection(plain, pg_server)
-    with pytest.raises(OperationalError), plain.connect() as connection:
-        connection.execute(text("SELECT 1"))
-    plain.dispose()
+def test_async_session_factory_accepts_the_host_apps_engine(migrated_url: URL) -> None:
+    host_engine = create_async_engine(migrated_url)
 
-    engine = make_engine(migrated_url, pool_size=1, max_overflow=0)
-    try:
-        old_pid = _terminate_pooled_connection(engine, pg_server)
-        with engine.connect() as connection:
-            new_pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        assert new_pid != old_pid
-    finally:
-        engine.dispose()
+    async def count_alerts() -> int:
+        factory = make_async_session_factory(host_engine)
+        assert factory.kw["bind"] is host_engine
+        async with factory() as session:
+            return (await session.execute(text("SELECT count(*) FROM alert_events"))).scalar_one()
+
+    async def run() -> int:
+        try:
+            return await count_alerts()
+        finally:
+            await host_engine.dispose()
+
+    assert asyncio.run(run()) >= 0
 
 
 def test_session_factory_accepts_the_host_apps_engine(migrated_url: URL) -> None:
@@ -130,65 +134,70 @@ def test_session_factory_rejects_other_databases(url: str) -> None:
     engine.dispose()
 
 
-def test_session_scope_commits(scratch_engine: Engine) -> None:
-    factory = make_session_factory(scratch_engine)
-    with session_scope(factory) as session:
-        assert isinstance(session, Session)
-        session.execute(INSERT_CHECK, {"name": "committed"})
-        assert _count(scratch_engine, "committed") == 0  # not yet visible outside
-    assert _count(scratch_engine, "committed") == 1
+def test_session_scope_commits(face_kind: FaceKind, scratch_engine: Engine) -> None:
+    engine = face_kind.engine(scratch_engine.url)
+    with face_kind.scope(engine) as face:
+        assert isinstance(face.session, Session | AsyncSession)
+        face.execute(INSERT_CHECK, {"name": f"committed-{face.name}"})
+        assert _count(scratch_engine, f"committed-{face.name}") == 0  # not yet visible outside
+    assert _count(scratch_engine, f"committed-{face.name}") == 1
 
 
-def _unit_of_work(engine: Engine, work: Callable[[Session], object]) -> None:
-    with session_scope(make_session_factory(engine)) as session:
-        work(session)
+def _unit_of_work(face_kind: FaceKind, engine: object, work: Callable[[Face], object]) -> None:
+    with face_kind.scope(engine) as face:
+        work(face)
 
 
-def test_session_scope_rolls_back_on_exception(scratch_engine: Engine) -> None:
-    def insert_then_fail(session: Session) -> None:
-        session.execute(INSERT_CHECK, {"name": "rolled-back"})
-        assert session.execute(COUNT_CHECKS, {"name": "rolled-back"}).scalar_one() == 1
+def test_session_scope_rolls_back_on_exception(face_kind: FaceKind, scratch_engine: Engine) -> None:
+    engine = face_kind.engine(scratch_engine.url)
+
+    def insert_then_fail(face: Face) -> None:
+        face.execute(INSERT_CHECK, {"name": "rolled-back"})
+        assert face.scalar(COUNT_CHECKS, {"name": "rolled-back"}) == 1
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        _unit_of_work(scratch_engine, insert_then_fail)
+        _unit_of_work(face_kind, engine, insert_then_fail)
     assert _count(scratch_engine, "rolled-back") == 0
 
 
-def test_session_scope_rolls_back_on_database_error(scratch_engine: Engine) -> None:
-    def insert_then_violate(session: Session) -> None:
-        session.execute(INSERT_CHECK, {"name": "before-error"})
-        session.execute(INSERT_CHECK, {"name": ""})  # violates the service_name CHECK
+def test_session_scope_rolls_back_on_database_error(
+    face_kind: FaceKind, scratch_engine: Engine
+) -> None:
+    engine = face_kind.engine(scratch_engine.url)
+
+    def insert_then_violate(face: Face) -> None:
+        face.execute(INSERT_CHECK, {"name": "before-error"})
+        face.execute(INSERT_CHECK, {"name": ""})  # violates the service_name CHECK
 
     with pytest.raises(IntegrityError):
-        _unit_of_work(scratch_engine, insert_then_violate)
+        _unit_of_work(face_kind, engine, insert_then_violate)
     assert _count(scratch_engine, "before-error") == 0
 
 
-def test_session_scope_lost_connection_is_database_unavailable(scratch_engine: Engine) -> None:
-    def insert_then_lose_connection(session: Session) -> None:
-        session.execute(INSERT_CHECK, {"name": "lost"})
-        session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+def test_session_scope_lost_connection_is_database_unavailable(
+    face_kind: FaceKind, scratch_engine: Engine
+) -> None:
+    engine = face_kind.engine(scratch_engine.url)
+
+    def insert_then_lose_connection(face: Face) -> None:
+        face.execute(INSERT_CHECK, {"name": "lost"})
+        face.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
 
     with pytest.raises(DatabaseUnavailable) as caught:
-        _unit_of_work(scratch_engine, insert_then_lose_connection)
+        _unit_of_work(face_kind, engine, insert_then_lose_connection)
     assert "check that the server is running" in str(caught.value)
     assert _count(scratch_engine, "lost") == 0
     # The pool recovers: the next unit of work gets a fresh connection.
-    _unit_of_work(scratch_engine, lambda session: session.execute(INSERT_CHECK, {"name": "after"}))
-    assert _count(scratch_engine, "after") == 1
+    after = f"after-{face_kind.name}"
+    _unit_of_work(face_kind, engine, lambda face: face.execute(INSERT_CHECK, {"name": after}))
+    assert _count(scratch_engine, after) == 1
 
 
-def test_unreachable_server_is_database_unavailable_without_password() -> None:
-    engine = make_engine(f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/x")
-    factory = make_session_factory(engine)
-    try:
-        with pytest.raises(DatabaseUnavailable) as caught, session_scope(factory) as session:
-            session.execute(text("SELECT 1"))
-    finally:
-        engine.dispose()
-    message = str(caught.value)
-    assert "127.0.0.1" in message
-    assert "u:***@127.0.0.1:1/x" in message
-    assert SECRET not in message
-    assert isinstance(caught.value.__cause__, OperationalError)
+def test_the_async_face_mirrors_the_repository_and_stays_out_of_the_top_level() -> None:
+    for name in repository.__all__:
+        assert name in aio.__all__
+        assert inspect.iscoroutinefunction(getattr(aio, name)), name
+    only_async = set(aio.__all__) - set(repository.__all__)
+    assert only_async == {"make_async_engine", "make_async_session_factory", "async_session_scope"}
+    assert not only_async & set(cim_monitoring.__all__)

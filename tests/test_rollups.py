@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from faces import Face
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, insert, text
@@ -18,14 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from benchmarks.measure import describe, plan_nodes
-from cim_monitoring import (
-    make_engine,
-    purge_expired,
-    record_check,
-    record_checks,
-    service_stats,
-    status_series,
-)
+from cim_monitoring import make_engine, record_check, record_checks
 from cim_monitoring.histogram import BOUNDS, RELATIVE_ERROR, best_estimate
 from cim_monitoring.models import HEALTH_STATUSES, LATENCY_BUCKETS, ServiceHealthCheck
 
@@ -37,10 +32,10 @@ SPAN = 3 * DAY
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def reference_rollup(session: Session, grain: timedelta) -> list[tuple[object, ...]]:
+def reference_rollup(face: Face | Session, grain: timedelta) -> list[tuple[object, ...]]:
     """The rollup rows recomputed in Python from the raw checks."""
     groups: dict[tuple[str, datetime], list[tuple[str, int | None]]] = {}
-    for name, status, latency, at in session.execute(
+    for name, status, latency, at in face.execute(
         text("SELECT service_name, status, latency_ms, created_at FROM service_health_checks")
     ):
         key = (name, at - (at - EPOCH) % grain)
@@ -67,19 +62,19 @@ def reference_rollup(session: Session, grain: timedelta) -> list[tuple[object, .
     return rows
 
 
-def assert_rollups_match_raw(session: Session) -> None:
+def assert_rollups_match_raw(face: Face | Session) -> None:
     for table, column, grain in (
         ("service_health_hourly", "hour", HOUR),
         ("service_health_daily", "day", DAY),
     ):
-        rolled = session.execute(
+        rolled = face.execute(
             text(
                 f"SELECT service_name, {column}, healthy, degraded, down, latency_count, "
                 f"latency_min, latency_max, latency_sum, latency_histogram FROM {table} "
                 "ORDER BY 1, 2"
             )
         )
-        assert [tuple(row) for row in rolled] == reference_rollup(session, grain), table
+        assert [tuple(row) for row in rolled] == reference_rollup(face, grain), table
 
 
 def test_the_bounds_are_those_of_the_migration(session: Session) -> None:
@@ -141,7 +136,7 @@ windows = st.tuples(st.integers(0, int(SPAN / HOUR) * 60), st.integers(1, int(SP
 )
 @given(rows=checks, path=st.sampled_from(["copy", "executemany", "one-by-one"]), window=windows)
 def test_rollups_are_exact_and_estimates_within_bound(
-    session: Session,
+    face: Face,
     rows: list[tuple[str, str, int | None, int]],
     path: str,
     window: tuple[int, int],
@@ -157,22 +152,21 @@ def test_rollups_are_exact_and_estimates_within_bound(
     ]
     start = T0 + timedelta(minutes=window[0])
     end = start + timedelta(minutes=window[1])
-    with session.begin_nested() as example:
+    with face.rolled_back():
         if path == "copy":
             half = len(values) // 2
-            record_checks(session, values[:half])
-            record_checks(session, values[half:])
+            face.record_checks(values[:half])
+            face.record_checks(values[half:])
         elif path == "executemany":
-            session.execute(insert(ServiceHealthCheck), values)
+            face.execute(insert(ServiceHealthCheck), values)
         else:
             for value in values:
-                record_check(session, value)
-        assert_rollups_match_raw(session)
-        estimated = service_stats(session, start=start, end=end)
-        exact = service_stats(session, start=start, end=end, exact=True)
-        series = status_series(session, "api", start=start, end=end, bucket=HOUR)
-        exact_series = status_series(session, "api", start=start, end=end, bucket=HOUR, exact=True)
-        example.rollback()
+                face.record_check(value)
+        assert_rollups_match_raw(face)
+        estimated = face.service_stats(start=start, end=end)
+        exact = face.service_stats(start=start, end=end, exact=True)
+        series = face.status_series("api", start=start, end=end, bucket=HOUR)
+        exact_series = face.status_series("api", start=start, end=end, bucket=HOUR, exact=True)
     assert [s.model_dump(exclude={"p50_ms", "p95_ms", "p99_ms"}) for s in estimated] == [
         s.model_dump(exclude={"p50_ms", "p95_ms", "p99_ms"}) for s in exact
     ]
@@ -185,9 +179,8 @@ def test_rollups_are_exact_and_estimates_within_bound(
     assert all(within_bound(a.p95_ms, b.p95_ms) for a, b in zip(series, exact_series, strict=True))
 
 
-def test_daily_buckets_read_the_daily_rollup(session: Session) -> None:
-    record_checks(
-        session,
+def test_daily_buckets_read_the_daily_rollup(face: Face) -> None:
+    face.record_checks(
         [
             {
                 "service_name": "api",
@@ -198,21 +191,20 @@ def test_daily_buckets_read_the_daily_rollup(session: Session) -> None:
             for n in range(72)
         ],
     )
-    series = status_series(session, "api", start=T0, end=T0 + 3 * DAY, bucket=DAY)
+    series = face.status_series("api", start=T0, end=T0 + 3 * DAY, bucket=DAY)
     assert [(b.start, b.total, b.p95_ms) for b in series] == [
         (T0 + n * DAY, 24, 10) for n in range(3)
     ]
 
 
-def test_health_checks_are_append_only(session: Session) -> None:
-    record_check(session, {"service_name": "api", "status": "healthy", "created_at": T0})
-    with pytest.raises(IntegrityError, match="append-only"), session.begin_nested():
-        session.execute(text("UPDATE service_health_checks SET status = 'down'"))
+def test_health_checks_are_append_only(face: Face) -> None:
+    face.record_check({"service_name": "api", "status": "healthy", "created_at": T0})
+    with pytest.raises(IntegrityError, match="append-only"), face.rolled_back():
+        face.execute(text("UPDATE service_health_checks SET status = 'down'"))
 
 
-def test_rollups_outlive_purged_raw_rows_until_their_own_retention(session: Session) -> None:
-    record_checks(
-        session,
+def test_rollups_outlive_purged_raw_rows_until_their_own_retention(face: Face) -> None:
+    face.record_checks(
         [
             {
                 "service_name": "api",
@@ -224,32 +216,32 @@ def test_rollups_outlive_purged_raw_rows_until_their_own_retention(session: Sess
         ],
     )
     now = T0 + 40 * DAY
-    result = purge_expired(session, older_than=30 * DAY, now=now)
+    result = face.purge_expired(older_than=30 * DAY, now=now)
     assert (result.health_checks, result.rollups) == (48, 0)
-    [stats] = service_stats(session, start=T0, end=T0 + 2 * DAY)
+    [stats] = face.service_stats(start=T0, end=T0 + 2 * DAY)
     assert (stats.total, stats.down, stats.max_ms) == (48, 48, 100)
-    assert service_stats(session, start=T0, end=T0 + 2 * DAY, exact=True) == []
+    assert face.service_stats(start=T0, end=T0 + 2 * DAY, exact=True) == []
 
-    result = purge_expired(session, older_than=30 * DAY, rollups_older_than=39 * DAY, now=now)
+    result = face.purge_expired(older_than=30 * DAY, rollups_older_than=39 * DAY, now=now)
     assert result.rollups == 24 + 1  # the first day: its 24 hours and the day itself
-    [stats] = service_stats(session, start=T0, end=T0 + 2 * DAY)
+    [stats] = face.service_stats(start=T0, end=T0 + 2 * DAY)
     assert stats.total == 24
 
 
-def test_an_admin_member_who_is_not_superuser_feeds_the_rollups(connection: Connection) -> None:
+def test_an_admin_member_who_is_not_superuser_feeds_the_rollups(face: Face) -> None:
     """Through INSERT and through record_checks, whose COPY is staged under RLS."""
-    role = f"cim_test_writer_{id(connection)}"
-    connection.execute(text(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS"))
-    connection.execute(text(f"GRANT monitoring_admin TO {role}"))
-    connection.execute(text(f"SET LOCAL ROLE {role}"))
-    with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-        record_check(session, {"service_name": "api", "status": "healthy", "created_at": T0})
-        record_checks(session, [{"service_name": "api", "status": "down", "created_at": T0}])
-        [stats] = service_stats(session, start=T0, end=T0 + HOUR)
-        session.commit()  # releases the savepoint; the outer transaction is rolled back later
+    role = f"cim_test_writer_{uuid.uuid4().hex[:12]}"
+    face.execute(text(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS"))
+    face.execute(text(f"GRANT monitoring_admin TO {role}"))
+    face.execute(text(f"SET LOCAL ROLE {role}"))
+    # RLS applies to this role: PostgreSQL refuses it COPY FROM on the table itself.
+    assert face.scalar(text("SELECT row_security_active('service_health_checks')")) is True
+    face.record_check({"service_name": "api", "status": "healthy", "created_at": T0})
+    face.record_checks([{"service_name": "api", "status": "down", "created_at": T0}])
+    [stats] = face.service_stats(start=T0, end=T0 + HOUR)
     assert (stats.healthy, stats.down) == (1, 1)
-    connection.execute(text("RESET ROLE"))
-    hourly = connection.execute(
+    face.execute(text("RESET ROLE"))
+    hourly = face.execute(
         text("SELECT healthy, down FROM service_health_hourly WHERE service_name = 'api'")
     ).one()
     assert tuple(hourly) == (1, 1)

@@ -8,12 +8,12 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from faces import Face
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
-from cim_monitoring import ServiceStats, record_checks, service_stats, status_series
+from cim_monitoring import ServiceStats
 from cim_monitoring.models import HEALTH_STATUSES
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -29,10 +29,9 @@ def nearest_rank(values: list[int], fraction: float) -> int | None:
     return ordered[max(math.ceil(fraction * len(ordered)), 1) - 1]
 
 
-def test_service_stats_counts_uptime_and_latency(session: Session) -> None:
+def test_service_stats_counts_uptime_and_latency(face: Face) -> None:
     latencies = [10, 20, 30, 40, None]
-    record_checks(
-        session,
+    face.record_checks(
         [
             *(
                 {"service_name": "api", "status": "healthy", "latency_ms": ms, "created_at": T0}
@@ -49,7 +48,7 @@ def test_service_stats_counts_uptime_and_latency(session: Session) -> None:
             {"service_name": "db", "status": "down", "created_at": T0 + MINUTE},
         ],
     )
-    api, db = service_stats(session, start=T0, end=T0 + HOUR, exact=True)
+    api, db = face.service_stats(start=T0, end=T0 + HOUR, exact=True)
     assert api == ServiceStats(
         service_name="api",
         total=7,
@@ -66,9 +65,9 @@ def test_service_stats_counts_uptime_and_latency(session: Session) -> None:
     assert (db.total, db.down, db.uptime, db.p50_ms, db.max_ms) == (1, 1, 0.0, None, None)
 
 
-def test_service_stats_lists_requested_services_even_without_checks(session: Session) -> None:
-    record_checks(session, [{"service_name": "api", "status": "healthy", "created_at": T0}])
-    result = service_stats(session, start=T0, end=T0 + HOUR, services=["quiet", "api", "quiet"])
+def test_service_stats_lists_requested_services_even_without_checks(face: Face) -> None:
+    face.record_checks([{"service_name": "api", "status": "healthy", "created_at": T0}])
+    result = face.service_stats(start=T0, end=T0 + HOUR, services=["quiet", "api", "quiet"])
     assert [s.service_name for s in result] == ["api", "quiet"]
     assert result[1] == ServiceStats(
         service_name="quiet",
@@ -82,14 +81,14 @@ def test_service_stats_lists_requested_services_even_without_checks(session: Ses
         p99_ms=None,
         max_ms=None,
     )
-    assert service_stats(session, start=T0 + HOUR, end=T0 + 2 * HOUR) == []
+    assert face.service_stats(start=T0 + HOUR, end=T0 + 2 * HOUR) == []
 
 
-def test_service_stats_validates_its_arguments(session: Session) -> None:
+def test_service_stats_validates_its_arguments(face: Face) -> None:
     with pytest.raises(ValidationError, match="end"):
-        service_stats(session, start=T0, end=T0 - HOUR)
+        face.service_stats(start=T0, end=T0 - HOUR)
     with pytest.raises(ValidationError, match="services"):
-        service_stats(session, start=T0, end=T0 + HOUR, services="api")
+        face.service_stats(start=T0, end=T0 + HOUR, services="api")
 
 
 checks = st.lists(
@@ -104,18 +103,16 @@ checks = st.lists(
 )
 @given(rows=checks)
 def test_service_stats_matches_a_python_reference(
-    session: Session, rows: list[tuple[str, int | None]]
+    face: Face, rows: list[tuple[str, int | None]]
 ) -> None:
-    with session.begin_nested() as example:
-        record_checks(
-            session,
+    with face.rolled_back():
+        face.record_checks(
             (
                 {"service_name": "api", "status": s, "latency_ms": ms, "created_at": T0}
                 for s, ms in rows
             ),
         )
-        [stats] = service_stats(session, start=T0, end=T0 + HOUR, exact=True)
-        example.rollback()
+        [stats] = face.service_stats(start=T0, end=T0 + HOUR, exact=True)
     latencies = [ms for _, ms in rows if ms is not None]
     statuses = [s for s, _ in rows]
     assert (stats.total, stats.healthy, stats.degraded, stats.down) == (
@@ -131,9 +128,8 @@ def test_service_stats_matches_a_python_reference(
     assert stats.max_ms == (max(latencies) if latencies else None)
 
 
-def test_status_series_buckets_are_epoch_aligned_and_complete(session: Session) -> None:
-    record_checks(
-        session,
+def test_status_series_buckets_are_epoch_aligned_and_complete(face: Face) -> None:
+    face.record_checks(
         [
             {
                 "service_name": "api",
@@ -172,8 +168,8 @@ def test_status_series_buckets_are_epoch_aligned_and_complete(session: Session) 
             },  # other service
         ],
     )
-    series = status_series(
-        session, "api", start=T0 + 15 * MINUTE, end=T0 + 90 * MINUTE, bucket=30 * MINUTE
+    series = face.status_series(
+        "api", start=T0 + 15 * MINUTE, end=T0 + 90 * MINUTE, bucket=30 * MINUTE
     )
     assert [(b.start, b.total, b.healthy, b.degraded, b.down, b.p95_ms) for b in series] == [
         (T0, 2, 1, 0, 1, 10),  # the first bucket begins before start; only [start, ...) counts
@@ -183,9 +179,9 @@ def test_status_series_buckets_are_epoch_aligned_and_complete(session: Session) 
     assert all(b.start.tzinfo is UTC for b in series)
 
 
-def test_status_series_of_an_unknown_service_is_all_empty_buckets(session: Session) -> None:
+def test_status_series_of_an_unknown_service_is_all_empty_buckets(face: Face) -> None:
     bucket = timedelta(minutes=7)
-    series = status_series(session, "nobody", start=T0, end=T0 + HOUR, bucket=bucket)
+    series = face.status_series("nobody", start=T0, end=T0 + HOUR, bucket=bucket)
     first = T0 - (T0 - datetime(1970, 1, 1, tzinfo=UTC)) % bucket
     expected = [first + i * bucket for i in range(20) if first + i * bucket < T0 + HOUR]
     assert first == T0 - 6 * MINUTE
@@ -193,11 +189,27 @@ def test_status_series_of_an_unknown_service_is_all_empty_buckets(session: Sessi
     assert {(b.total, b.p95_ms) for b in series} == {(0, None)}
 
 
-def test_status_series_validates_its_arguments(session: Session) -> None:
+def test_status_series_validates_its_arguments(face: Face) -> None:
     for bucket in (timedelta(0), -MINUTE, timedelta(microseconds=1)):
         with pytest.raises(ValidationError, match="bucket"):
-            status_series(session, "api", start=T0, end=T0 + HOUR, bucket=bucket)
+            face.status_series("api", start=T0, end=T0 + HOUR, bucket=bucket)
     with pytest.raises(ValidationError, match="end"):
-        status_series(session, "api", start=T0, end=T0, bucket=MINUTE)
+        face.status_series("api", start=T0, end=T0, bucket=MINUTE)
     with pytest.raises(ValidationError, match="service"):
-        status_series(session, "", start=T0, end=T0 + HOUR, bucket=MINUTE)
+        face.status_series("", start=T0, end=T0 + HOUR, bucket=MINUTE)
+
+
+@pytest.mark.parametrize("bucket", [60, 900.0, "PT15M", "00:15:00"])
+def test_status_series_bucket_must_be_a_timedelta(face: Face, bucket: object) -> None:
+    # 60 would otherwise be 60 seconds, and "PT15M" a parsed ISO duration.
+    with pytest.raises(ValidationError, match="bucket"):
+        face.status_series("api", start=T0, end=T0 + HOUR, bucket=bucket)
+
+
+@pytest.mark.parametrize("function", ["service_stats", "status_series"])
+@pytest.mark.parametrize(("argument", "value"), [("start", 0), ("end", "2024-01-01T01:00:00Z")])
+def test_stats_take_only_datetimes(face: Face, function: str, argument: str, value: object) -> None:
+    bounds = {"start": T0, "end": T0 + HOUR, argument: value}
+    series = {"service": "api", "bucket": MINUTE} if function == "status_series" else {}
+    with pytest.raises(ValidationError, match=argument):
+        getattr(face, function)(**series, **bounds)

@@ -95,7 +95,8 @@ def _plain_message(message: object) -> bool:
 
 
 def _aware(moment: object) -> bool:
-    return type(moment) is datetime and moment.utcoffset() is not None
+    # Only years 1 and 9999 can leave the range once converted to UTC: the model decides those.
+    return type(moment) is datetime and moment.utcoffset() is not None and 1 < moment.year < 9999
 
 
 def _jsonb(details: object) -> bytes | None:

@@ -11,12 +11,13 @@ from typing import Any
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import AdaptedConnection
 from sqlalchemy.orm import Session
 
+from cim_monitoring.db import driver_error
 from cim_monitoring.errors import ConfigurationError
 from cim_monitoring.repository._common import CHECKS, stopwatch
-from cim_monitoring.repository._copy_rows import COPY_TYPES, CheckInput, copy_rows
+from cim_monitoring.repository._copy_rows import COPY_TYPES, CheckInput, Row, copy_rows
 from cim_monitoring.schemas import HealthCheckIn, HealthCheckOut
 from cim_monitoring.schemas.params import Clock
 
@@ -86,24 +87,35 @@ def record_checks(
         if staged:
             session.execute(_CREATE_STAGING)
         statement = _COPY_STAGING if staged else _COPY
+        rows = _rows(checks, default_created_at)
+        connection = session.connection()
+        driver = connection.connection.dbapi_connection
         try:
-            count = _copy(_psycopg_connection(session), statement, checks, default_created_at)
+            if isinstance(driver, psycopg.Connection):
+                count = _copy(driver, statement, rows)
+            elif isinstance(driver, AdaptedConnection) and isinstance(
+                driver.driver_connection, psycopg.AsyncConnection
+            ):
+                # Under AsyncSession.run_sync: the async driver, awaited from this greenlet.
+                count = driver.run_async(
+                    lambda async_driver: _copy_async(async_driver, statement, rows)
+                )
+            else:
+                raise ConfigurationError(
+                    "record_checks streams COPY through psycopg 3; the session's engine must use "
+                    "postgresql+psycopg://"
+                )
         except psycopg.Error as exc:
-            # The driver raised it, not SQLAlchemy: wrap it the same way, so callers (and
-            # session_scope's unavailability check) see one family of database errors.
-            raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+            # The driver raised it, not SQLAlchemy: handled as SQLAlchemy would (the pool drops
+            # a lost connection; our engines raise the package's errors).
+            raise driver_error(connection, statement, exc) from exc
         if staged:
             session.execute(_MOVE_STAGED)
     logger.debug("health checks copied", extra={"count": count, "duration_ms": elapsed()})
     return count
 
 
-def _copy(
-    connection: psycopg.Connection[Any],
-    statement: str,
-    checks: Iterable[CheckInput],
-    default_created_at: datetime,
-) -> int:
+def _copy(connection: psycopg.Connection[Any], statement: str, rows: Iterable[Row]) -> int:
     count = 0
     with (
         connection.cursor() as cursor,
@@ -111,21 +123,26 @@ def _copy(
     ):
         copy.set_types(COPY_TYPES)
         write_row = copy.write_row
-        for offset, chunk in _chunks(checks):
-            for row in copy_rows(chunk, offset, default_created_at):
-                write_row(row)
-            count += len(chunk)
+        for count, row in enumerate(rows, 1):  # noqa: B007 - the count is the result
+            write_row(row)
     return count
 
 
-def _psycopg_connection(session: Session) -> psycopg.Connection[Any]:
-    driver_connection = session.connection().connection.driver_connection
-    if not isinstance(driver_connection, psycopg.Connection):
-        raise ConfigurationError(
-            "record_checks streams COPY through psycopg 3; the session's engine must use "
-            "postgresql+psycopg://"
-        )
-    return driver_connection
+async def _copy_async(
+    connection: psycopg.AsyncConnection[Any], statement: str, rows: Iterable[Row]
+) -> int:
+    count = 0
+    async with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(COPY_TYPES)
+        for count, row in enumerate(rows, 1):  # noqa: B007 - the count is the result
+            await copy.write_row(row)
+    return count
+
+
+def _rows(checks: Iterable[CheckInput], default_created_at: datetime) -> Iterator[Row]:
+    """The COPY rows of ``checks``, validated a chunk at a time as the COPY consumes them."""
+    for offset, chunk in _chunks(checks):
+        yield from copy_rows(chunk, offset, default_created_at)
 
 
 def _chunks(items: Iterable[CheckInput]) -> Iterator[tuple[int, list[CheckInput]]]:

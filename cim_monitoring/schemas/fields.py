@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, Strict, StringConstraints
 
 from cim_monitoring.models import (
     ALERT_TYPE_PATTERN,
@@ -125,4 +125,7 @@ Severity = Annotated[str, _one_of(SEVERITIES)]
 # Strict: True, 1.5 and "12" are not latencies; the bound is the integer column's.
 LatencyMs = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+# An argument of a function call, not a field of a JSON-like record: a datetime instance, never
+# parsed from a number or a string (``start=0`` is not 1970).
+StrictUtcDatetime = Annotated[AwareDatetime, Strict(), AfterValidator(_to_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]

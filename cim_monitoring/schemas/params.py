@@ -10,9 +10,23 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
 
-from cim_monitoring.schemas.fields import Actor, AlertType, ServiceName, Severity, UtcDatetime
+from cim_monitoring.schemas.fields import (
+    Actor,
+    AlertType,
+    ServiceName,
+    Severity,
+    StrictUtcDatetime,
+)
 from cim_monitoring.schemas.outputs import HealthCheckOut
 
 HISTORY_LIMIT_MAX = 1000
@@ -29,7 +43,8 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
-PositiveDuration = Annotated[timedelta, AfterValidator(_positive)]
+# A timedelta instance: ``older_than=30`` would otherwise mean 30 seconds.
+PositiveDuration = Annotated[timedelta, Strict(), AfterValidator(_positive)]
 # A bare string is a sequence of characters, never a list of services.
 Services = tuple[ServiceName, ...] | None
 
@@ -41,14 +56,14 @@ class _Params(BaseModel):
 class Clock(_Params):
     """``now`` for tests and backfills; None means the transaction's start (SQL ``now()``)."""
 
-    now: UtcDatetime | None = None
+    now: StrictUtcDatetime | None = None
 
 
 class TimeRange(_Params):
     """The half-open range ``[start, end)``."""
 
-    start: UtcDatetime
-    end: UtcDatetime
+    start: StrictUtcDatetime
+    end: StrictUtcDatetime
 
     @field_validator("end")
     @classmethod

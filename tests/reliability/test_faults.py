@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from faces import Face, FaceKind
 from scratch import migrated_engine
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.orm import Session
 
 from cim_monitoring import (
     DatabaseUnavailable,
@@ -28,7 +28,6 @@ from cim_monitoring import (
     normalize_url,
     record_check,
     record_checks,
-    service_stats,
     session_scope,
 )
 
@@ -52,8 +51,11 @@ def count(engine: Engine, service: str) -> int:
         ).scalar_one()
 
 
-def test_backend_terminated_mid_copy(scratch_engine: Engine, pg_server: PostgresServer) -> None:
-    factory = make_session_factory(scratch_engine)
+def test_backend_terminated_mid_copy(
+    face_kind: FaceKind, scratch_engine: Engine, pg_server: PostgresServer
+) -> None:
+    engine = face_kind.engine(scratch_engine.url)
+    service = f"mid-copy-{face_kind.name}"
     killed: list[int] = []
 
     def rows(pid: int) -> Iterator[dict[str, Any]]:
@@ -62,13 +64,14 @@ def test_backend_terminated_mid_copy(scratch_engine: Engine, pg_server: Postgres
                 # Waits until the backend is gone; the COPY has streamed thousands of rows.
                 pg_server.execute_admin(f"SELECT pg_terminate_backend({pid}, 5000)")
                 killed.append(pid)
-            yield {"service_name": "mid-copy", "status": "healthy", "latency_ms": i}
+            yield {"service_name": service, "status": "healthy", "latency_ms": i}
 
     def unit_of_work() -> None:
-        with session_scope(factory) as session:
-            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            record_check(session, {"service_name": "mid-copy", "status": "down"})
-            record_checks(session, rows(pid))
+        # The plain SQLAlchemy spelling: the engine translates, not only session_scope.
+        with face_kind.begin(engine) as face:
+            pid = face.scalar(text("SELECT pg_backend_pid()"))
+            face.record_check({"service_name": service, "status": "down"})
+            face.record_checks(rows(pid))
 
     with pytest.raises(MonitoringError) as caught:
         unit_of_work()
@@ -76,17 +79,21 @@ def test_backend_terminated_mid_copy(scratch_engine: Engine, pg_server: Postgres
     assert killed, "the generator never reached the kill point"
     assert isinstance(caught.value, DatabaseUnavailable)
     assert "check that the server is running" in str(caught.value)
+    # The COPY's own failure, not what the savepoint's rollback found on the dead connection
+    # afterwards: the lost connection was invalidated where it failed.
+    assert "the connection is closed" not in str(caught.value)
     # Nothing of the batch, nor of the transaction around it, persisted.
-    assert count(scratch_engine, "mid-copy") == 0
+    assert count(scratch_engine, service) == 0
     # The next unit of work, on a new session from the same pool, works.
-    with session_scope(factory) as session:
-        assert record_checks(session, ({"service_name": "after-kill", "status": "healthy"},) * 3)
-    assert count(scratch_engine, "after-kill") == 3
+    with face_kind.begin(engine) as face:
+        assert face.record_checks(({"service_name": f"{service}-after", "status": "healthy"},) * 3)
+    assert count(scratch_engine, f"{service}-after") == 3
 
 
-def test_statement_timeout_is_query_timeout(scratch_engine: Engine) -> None:
-    factory = make_session_factory(scratch_engine)
-    with session_scope(factory) as session:
+@pytest.fixture(scope="module")
+def slow_checks(scratch_engine: Engine) -> None:
+    """50k checks: enough that exact statistics over them outlast a 1 ms statement_timeout."""
+    with session_scope(make_session_factory(scratch_engine)) as session:
         record_checks(
             session,
             (
@@ -94,17 +101,22 @@ def test_statement_timeout_is_query_timeout(scratch_engine: Engine) -> None:
                 for i in range(50_000)
             ),
         )
+
+
+@pytest.mark.usefixtures("slow_checks")
+def test_statement_timeout_is_query_timeout(face_kind: FaceKind, scratch_engine: Engine) -> None:
+    engine = face_kind.engine(scratch_engine.url)
     day = select(func.now() - text("interval '1 day'"), func.now() + text("interval '1 day'"))
 
-    def stats_with_timeout(session: Session) -> None:
-        start, end = session.execute(day).one()
-        session.execute(text("SET LOCAL statement_timeout = '1ms'"))
+    def stats_with_timeout(face: Face) -> None:
+        start, end = face.execute(day).one()
+        face.execute(text("SET LOCAL statement_timeout = '1ms'"))
         # exact: sorts all 50k latencies; the rollups answer this range well within 1 ms.
-        service_stats(session, start=start, end=end, exact=True)
+        face.service_stats(start=start, end=end, exact=True)
 
-    def in_unit_of_work(work: Callable[[Session], object]) -> None:
-        with session_scope(factory) as session:
-            work(session)
+    def in_unit_of_work(work: Callable[[Face], object]) -> None:
+        with face_kind.scope(engine) as face:
+            work(face)
 
     with pytest.raises(QueryTimeout) as caught:
         in_unit_of_work(stats_with_timeout)
@@ -112,14 +124,14 @@ def test_statement_timeout_is_query_timeout(scratch_engine: Engine) -> None:
     assert "statement_timeout" in str(caught.value)
 
     # pg_sleep too, and the pool is fine afterwards.
-    def sleep(session: Session) -> None:
-        session.execute(text("SET LOCAL statement_timeout = '50ms'"))
-        session.execute(text("SELECT pg_sleep(5)"))
+    def sleep(face: Face) -> None:
+        face.execute(text("SET LOCAL statement_timeout = '50ms'"))
+        face.execute(text("SELECT pg_sleep(5)"))
 
     with pytest.raises(QueryTimeout):
         in_unit_of_work(sleep)
-    with session_scope(factory) as session:
-        assert session.execute(text("SELECT 1")).scalar_one() == 1
+    with face_kind.scope(engine) as face:
+        assert face.scalar(text("SELECT 1")) == 1
 
 
 def test_embedded_server_restarted_under_a_running_process() -> None:

@@ -3,7 +3,9 @@
 Every call either stores the value and reads it back identical (the returned model and a fresh
 SELECT after commit), or raises pydantic's ``ValidationError`` having written nothing. Never a
 driver exception, and the transaction stays usable: a ``SELECT 1`` and a valid write succeed in
-it afterwards. The module commits for real, on a migrated database of its own.
+it afterwards. The module commits for real, on a migrated database of its own, through both
+faces: the async one shares the validation and the SQL and differs in the driver's transport
+(adaptation, the async COPY), so it runs a third of the generated examples.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+from faces import Face, FaceKind
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from scratch import migrated_engine
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
 
 from cim_monitoring import (
     AlertEvent,
@@ -30,25 +32,13 @@ from cim_monitoring import (
     DatabaseUnavailable,
     HealthCheckOut,
     ServiceHealthCheck,
-    acknowledge_alert,
-    check_history,
-    make_engine,
-    make_session_factory,
-    purge_expired,
-    raise_alert,
-    record_check,
-    record_checks,
-    resolve_alert,
-    service_stats,
-    session_scope,
-    status_series,
 )
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
 
 T = TypeVar("T")
-EXAMPLES = settings(max_examples=80, deadline=None)
+EXAMPLES = {"sync": 80, "async": 27}
 MEGABYTE = 1024 * 1024
 INJECTION = [
     "'; DROP TABLE service_health_checks; --",
@@ -145,11 +135,6 @@ def engine(pg_server: PostgresServer) -> Iterator[Engine]:  # the scratch one, n
     yield from migrated_engine(pg_server)
 
 
-@pytest.fixture(scope="module")
-def factory(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
-
-
 def json_equal(left: Any, right: Any) -> bool:
     """Equality of JSON values as jsonb sees them: numbers compare by decimal value (jsonb
     stores ``1e+30`` as ``numeric`` and prints it back as an integer)."""
@@ -164,9 +149,13 @@ def json_equal(left: Any, right: Any) -> bool:
     return type(left) is type(right) and left == right
 
 
-def snapshot(session: Session) -> Any:
+def examples(face_kind: FaceKind) -> settings:
+    return settings(max_examples=EXAMPLES[face_kind.name], deadline=None)
+
+
+def snapshot(face: Face) -> Any:
     """A digest of both tables' whole contents: any write, even an UPDATE, changes it."""
-    return session.execute(
+    return face.execute(
         text(
             "SELECT (SELECT coalesce(md5(string_agg(t::text, ',' ORDER BY id)), '') "
             "          FROM service_health_checks t), "
@@ -177,23 +166,24 @@ def snapshot(session: Session) -> Any:
 
 
 def attempt(
-    factory: sessionmaker[Session],
-    call: Callable[[Session], T],
+    face_kind: FaceKind,
+    engine: Any,
+    call: Callable[[Face], T],
     refusals: tuple[type[Exception], ...] = (ValidationError,),
 ) -> T | None:
     """Run ``call`` in a transaction: it returns, or raises ValidationError (or one of
     ``refusals``) having written nothing; either way the transaction then still serves a SELECT
     and a valid write."""
-    with factory.begin() as session:
-        before = snapshot(session)
+    with face_kind.begin(engine) as face:
+        before = snapshot(face)
         result: T | None
         try:
-            result = call(session)
+            result = call(face)
         except refusals:
-            assert snapshot(session) == before, "a refused call wrote something"
+            assert snapshot(face) == before, "a refused call wrote something"
             result = None
-        assert session.execute(text("SELECT 1")).scalar_one() == 1
-        record_check(session, {"service_name": "still-usable", "status": "healthy"})
+        assert face.scalar(text("SELECT 1")) == 1
+        face.record_check({"service_name": "still-usable", "status": "healthy"})
     return result
 
 
@@ -241,15 +231,18 @@ checks = st.fixed_dictionaries(
 )
 
 
-@EXAMPLES
-@given(check=checks)
-def test_record_check(
-    engine: Engine, factory: sessionmaker[Session], check: dict[str, Any]
-) -> None:
-    out = attempt(factory, lambda session: record_check(session, check))
-    if out is not None:
-        assert_check_matches(out, check)
-        assert stored_check(engine, out.id) == out
+def test_record_check(face_kind: FaceKind, engine: Engine) -> None:
+    target = face_kind.engine(engine.url)
+
+    @examples(face_kind)
+    @given(check=checks)
+    def record(check: dict[str, Any]) -> None:
+        out = attempt(face_kind, target, lambda face: face.record_check(check))
+        if out is not None:
+            assert_check_matches(out, check)
+            assert stored_check(engine, out.id) == out
+
+    record()
 
 
 EXPLICIT_CHECKS: list[dict[str, Any]] = [
@@ -271,20 +264,34 @@ EXPLICIT_CHECKS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("index", range(len(EXPLICIT_CHECKS)))
-def test_record_check_explicit(engine: Engine, factory: sessionmaker[Session], index: int) -> None:
+def test_record_check_explicit(face_kind: FaceKind, engine: Engine, index: int) -> None:
+    target = face_kind.engine(engine.url)
     check = EXPLICIT_CHECKS[index]
-    out = attempt(factory, lambda session: record_check(session, check))
+    out = attempt(face_kind, target, lambda face: face.record_check(check))
     if out is not None:
         assert_check_matches(out, check)
         assert stored_check(engine, out.id) == out
-    batch = attempt(factory, lambda session: record_checks(session, [check] * 2))
+    batch = attempt(face_kind, target, lambda face: face.record_checks([check] * 2))
     assert (batch is None) == (out is None)
 
 
-@EXAMPLES
-@given(batch=st.lists(checks, max_size=8), bad_at=st.one_of(st.none(), st.integers(0, 8)))
-def test_record_checks(
-    engine: Engine, factory: sessionmaker[Session], batch: list[dict[str, Any]], bad_at: int | None
+def test_record_checks(face_kind: FaceKind, engine: Engine) -> None:
+    target = face_kind.engine(engine.url)
+
+    @examples(face_kind)
+    @given(batch=st.lists(checks, max_size=8), bad_at=st.one_of(st.none(), st.integers(0, 8)))
+    def copy(batch: list[dict[str, Any]], bad_at: int | None) -> None:
+        copy_batch(face_kind, target, engine, batch, bad_at)
+
+    copy()
+
+
+def copy_batch(
+    face_kind: FaceKind,
+    target: Any,
+    engine: Engine,
+    batch: list[dict[str, Any]],
+    bad_at: int | None,
 ) -> None:
     rows: list[dict[str, Any]] = [
         {"service_name": "bulk", "status": "healthy", "latency_ms": i} for i in range(1500)
@@ -293,11 +300,11 @@ def test_record_checks(
     if bad_at is not None:  # a bad row after a full chunk already streamed
         rows.insert(1500 + bad_at, {"service_name": "bulk", "status": "on fire"})
 
-    def copy(session: Session) -> tuple[int, int]:
-        first = session.execute(text("SELECT coalesce(max(id), 0) FROM service_health_checks"))
-        return first.scalar_one(), record_checks(session, iter(rows))
+    def copy(face: Face) -> tuple[int, int]:
+        first = face.scalar(text("SELECT coalesce(max(id), 0) FROM service_health_checks"))
+        return first, face.record_checks(iter(rows))
 
-    result = attempt(factory, copy)
+    result = attempt(face_kind, target, copy)
     if result is None:
         return
     assert bad_at is None
@@ -327,163 +334,174 @@ alerts = st.fixed_dictionaries(
 )
 
 
-@EXAMPLES
-@given(alert=alerts, now=st.one_of(st.none(), datetimes))
-@example(
-    alert={"service_name": "a", "alert_type": "t", "severity": "info", "message": "m" * MEGABYTE},
-    now=None,
-)
-@example(
-    alert={
-        "service_name": "a",
-        "alert_type": "t; DROP TABLE alert_events",
-        "severity": "info",
-        "message": "m",
-    },
-    now=None,
-)
-def test_raise_alert(
-    engine: Engine, factory: sessionmaker[Session], alert: dict[str, Any], now: datetime | None
-) -> None:
-    # Unique per example, so dedup never merges two examples' alerts.
-    alert = {**alert, "service_name": f"{alert['service_name']}"[:60] + uuid.uuid4().hex[:8]}
-    out = attempt(factory, lambda session: raise_alert(session, alert, now=now))
-    if out is None:
-        return
-    assert out.service_name == alert["service_name"]
-    assert out.alert_type == alert["alert_type"]
-    assert out.severity == alert["severity"]
-    assert out.message == alert["message"]
-    assert json_equal(out.details, alert.get("details", {}))
-    if now is not None:
-        assert out.created_at == now
-    assert stored_alert(engine, out.id) == out
+def test_raise_alert(face_kind: FaceKind, engine: Engine) -> None:
+    target = face_kind.engine(engine.url)
+
+    @examples(face_kind)
+    @given(alert=alerts, now=st.one_of(st.none(), datetimes))
+    @example(
+        alert={
+            "service_name": "a",
+            "alert_type": "t",
+            "severity": "info",
+            "message": "m" * MEGABYTE,
+        },
+        now=None,
+    )
+    @example(
+        alert={
+            "service_name": "a",
+            "alert_type": "t; DROP TABLE alert_events",
+            "severity": "info",
+            "message": "m",
+        },
+        now=None,
+    )
+    def raise_one(alert: dict[str, Any], now: datetime | None) -> None:
+        # Unique per example, so dedup never merges two examples' alerts.
+        alert = {**alert, "service_name": f"{alert['service_name']}"[:60] + uuid.uuid4().hex[:8]}
+        out = attempt(face_kind, target, lambda face: face.raise_alert(alert, now=now))
+        if out is None:
+            return
+        assert out.service_name == alert["service_name"]
+        assert out.alert_type == alert["alert_type"]
+        assert out.severity == alert["severity"]
+        assert out.message == alert["message"]
+        assert json_equal(out.details, alert.get("details", {}))
+        if now is not None:
+            assert out.created_at == now
+        assert stored_alert(engine, out.id) == out
+
+    raise_one()
 
 
-@EXAMPLES
-@given(
-    by=hostile_text,
-    alert_id=st.one_of(hostile_text, st.uuids(), st.integers(), st.none()),
-    now=st.one_of(st.none(), datetimes),
-)
-@example(by="x" * MEGABYTE, alert_id=None, now=None)
-@example(by="'; UPDATE alert_events SET status = 'resolved'; --", alert_id=None, now=None)
-def test_transitions(
-    engine: Engine, factory: sessionmaker[Session], by: str, alert_id: Any, now: datetime | None
-) -> None:
-    with factory.begin() as session:
-        raised = raise_alert(
-            session,
-            {
-                "service_name": f"t-{uuid.uuid4().hex}",
-                "alert_type": "service_down",
-                "severity": "critical",
-                "message": "down",
-            },
+def test_transitions(face_kind: FaceKind, engine: Engine) -> None:
+    target = face_kind.engine(engine.url)
+
+    @examples(face_kind)
+    @given(
+        by=hostile_text,
+        alert_id=st.one_of(hostile_text, st.uuids(), st.integers(), st.none()),
+        now=st.one_of(st.none(), datetimes),
+    )
+    @example(by="x" * MEGABYTE, alert_id=None, now=None)
+    @example(by="'; UPDATE alert_events SET status = 'resolved'; --", alert_id=None, now=None)
+    def transition(by: str, alert_id: Any, now: datetime | None) -> None:
+        with face_kind.begin(target) as face:
+            raised = face.raise_alert(
+                {
+                    "service_name": f"t-{uuid.uuid4().hex}",
+                    "alert_type": "service_down",
+                    "severity": "critical",
+                    "message": "down",
+                },
+            )
+        chosen = raised.id if alert_id is None else alert_id
+        acked = attempt(
+            face_kind,
+            target,
+            lambda face: face.acknowledge_alert(chosen, by=by, now=now),
+            (ValidationError, AlertNotFound),
         )
-    target = raised.id if alert_id is None else alert_id
-    acked = attempt(
-        factory,
-        lambda session: acknowledge_alert(session, target, by=by, now=now),
-        (ValidationError, AlertNotFound),
-    )
-    if alert_id is not None and acked is None:
-        # A malformed id was refused; a well-formed foreign one is AlertNotFound.
-        return
-    if acked is None:
-        assert stored_alert(engine, raised.id).status == "active"
-        return
-    assert acked.acknowledged_by == by
-    if now is not None:
-        assert acked.acknowledged_at == now
-    assert stored_alert(engine, raised.id) == acked
-    resolved = attempt(factory, lambda session: resolve_alert(session, raised.id, by=by))
-    assert resolved is not None
-    assert resolved.resolved_by == by
-    assert stored_alert(engine, raised.id) == resolved
+        if alert_id is not None and acked is None:
+            # A malformed id was refused; a well-formed foreign one is AlertNotFound.
+            return
+        if acked is None:
+            assert stored_alert(engine, raised.id).status == "active"
+            return
+        assert acked.acknowledged_by == by
+        if now is not None:
+            assert acked.acknowledged_at == now
+        assert stored_alert(engine, raised.id) == acked
+        resolved = attempt(face_kind, target, lambda face: face.resolve_alert(raised.id, by=by))
+        assert resolved is not None
+        assert resolved.resolved_by == by
+        assert stored_alert(engine, raised.id) == resolved
+
+    transition()
 
 
-def test_transition_of_an_unknown_id_is_alert_not_found(factory: sessionmaker[Session]) -> None:
-    with pytest.raises(AlertNotFound), factory.begin() as session:
-        acknowledge_alert(session, uuid.uuid4(), by="ops")
-
-
-@EXAMPLES
-@given(
-    service=hostile_text,
-    start=datetimes,
-    end=datetimes,
-    limit=st.one_of(st.integers(), st.just(1000), hostile_text),
-    services=st.one_of(st.none(), st.lists(hostile_text, max_size=4), hostile_text),
-    bucket=st.timedeltas(),
-)
-@example(
-    service=INJECTION[1],
-    start=FAR[0],
-    end=FAR[2],
-    limit=1000,
-    services=[INJECTION[0]],
-    bucket=timedelta(days=365 * 1000),
-)
-def test_queries(
-    factory: sessionmaker[Session],
-    service: str,
-    start: datetime,
-    end: datetime,
-    limit: Any,
-    services: Any,
-    bucket: timedelta,
+def test_transition_of_an_unknown_id_is_alert_not_found(
+    face_kind: FaceKind, engine: Engine
 ) -> None:
-    history = attempt(
-        factory,
-        lambda session: check_history(session, service, start=start, end=end, limit=limit),
+    target = face_kind.engine(engine.url)
+    with pytest.raises(AlertNotFound), face_kind.begin(target) as face:
+        face.acknowledge_alert(uuid.uuid4(), by="ops")
+
+
+def test_queries(face_kind: FaceKind, engine: Engine) -> None:
+    target = face_kind.engine(engine.url)
+
+    @examples(face_kind)
+    @given(
+        service=hostile_text,
+        start=datetimes,
+        end=datetimes,
+        limit=st.one_of(st.integers(), st.just(1000), hostile_text),
+        services=st.one_of(st.none(), st.lists(hostile_text, max_size=4), hostile_text),
+        bucket=st.timedeltas(),
     )
-    if history is not None:
-        assert all(check.service_name == service for check in history)
-        assert all(start <= check.created_at < end for check in history)
-    stats = attempt(
-        factory, lambda session: service_stats(session, start=start, end=end, services=services)
+    @example(
+        service=INJECTION[1],
+        start=FAR[0],
+        end=FAR[2],
+        limit=1000,
+        services=[INJECTION[0]],
+        bucket=timedelta(days=365 * 1000),
     )
-    if stats is not None and services is not None:
-        assert {s.service_name for s in stats} >= set(services)
-    attempt(
-        factory,
-        lambda session: status_series(session, service, start=start, end=end, bucket=bucket),
-    )
+    def query(
+        service: str,
+        start: datetime,
+        end: datetime,
+        limit: Any,
+        services: Any,
+        bucket: timedelta,
+    ) -> None:
+        history = attempt(
+            face_kind,
+            target,
+            lambda face: face.check_history(service, start=start, end=end, limit=limit),
+        )
+        if history is not None:
+            assert all(check.service_name == service for check in history)
+            assert all(start <= check.created_at < end for check in history)
+        stats = attempt(
+            face_kind,
+            target,
+            lambda face: face.service_stats(start=start, end=end, services=services),
+        )
+        if stats is not None and services is not None:
+            assert {s.service_name for s in stats} >= set(services)
+        attempt(
+            face_kind,
+            target,
+            lambda face: face.status_series(service, start=start, end=end, bucket=bucket),
+        )
+
+    query()
 
 
 def test_no_password_in_logs(
-    engine: Engine, caplog: pytest.LogCaptureFixture, pg_server: PostgresServer
+    face_kind: FaceKind, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     password = "s3cr3t-Pa55"
     caplog.set_level(logging.DEBUG)
-    secret_engine = make_engine(engine.url.set(password=password))
-    unreachable = make_engine(engine.url.set(password=password, host="127.0.0.1", port=1))
-    try:
-        factory = make_session_factory(secret_engine)
-        with session_scope(factory) as session:
-            record_check(session, {"service_name": "logged", "status": "down"})
-            record_checks(session, [{"service_name": "logged", "status": "healthy"}] * 3)
-            alert = raise_alert(
-                session,
-                {"service_name": "logged", "alert_type": "x", "severity": "info", "message": "m"},
-            )
-            raise_alert(
-                session,
-                {"service_name": "logged", "alert_type": "x", "severity": "info", "message": "m"},
-            )
-            acknowledge_alert(session, alert.id, by="ops")
-            resolve_alert(session, alert.id, by="ops")
-        purge_expired(secret_engine, older_than=timedelta(days=3650))
-        with pytest.raises(ValidationError), session_scope(factory) as session:
-            record_check(session, {"service_name": "logged", "status": "on fire"})
-        unreachable_factory = make_session_factory(unreachable)
-        with pytest.raises(DatabaseUnavailable) as caught, session_scope(unreachable_factory) as s:
-            s.execute(text("SELECT 1"))
-        logging.getLogger("cim_monitoring").error("lost", exc_info=caught.value)
-    finally:
-        secret_engine.dispose()
-        unreachable.dispose()
+    secret_engine = face_kind.engine(engine.url.set(password=password))
+    unreachable = face_kind.engine(engine.url.set(password=password, host="127.0.0.1", port=1))
+    alert = {"service_name": "logged", "alert_type": "x", "severity": "info", "message": "m"}
+    with face_kind.scope(secret_engine) as face:
+        face.record_check({"service_name": "logged", "status": "down"})
+        face.record_checks([{"service_name": "logged", "status": "healthy"}] * 3)
+        raised = face.raise_alert(alert)
+        face.raise_alert(alert)
+        face.acknowledge_alert(raised.id, by="ops")
+        face.resolve_alert(raised.id, by="ops")
+    face_kind.purge_expired(secret_engine, older_than=timedelta(days=3650))
+    with pytest.raises(ValidationError), face_kind.scope(secret_engine) as face:
+        face.record_check({"service_name": "logged", "status": "on fire"})
+    with pytest.raises(DatabaseUnavailable) as caught, face_kind.scope(unreachable) as face:
+        face.execute(text("SELECT 1"))
+    logging.getLogger("cim_monitoring").error("lost", exc_info=caught.value)
 
     # The run did log, including the URL (redacted) and the error with its cause chain.
     assert any("***" in str(getattr(r, "database", "")) for r in caplog.records), (
