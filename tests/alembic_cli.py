@@ -9,7 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from cim_monitoring.migrations import alembic_config, script_location
@@ -90,3 +93,11 @@ def history_with_extra_revision(
         encoding="utf-8",
     )
     return directory / "alembic.ini"
+
+
+def upgrade_history(ini: Path, connection: Connection) -> None:
+    """``alembic upgrade head`` of the history ``ini`` points at, on ``connection`` (env.py's
+    programmatic path, as the copied histories of the fault tests need)."""
+    config = Config(str(ini))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

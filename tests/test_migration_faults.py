@@ -12,9 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from alembic_cli import ROOT, alembic_command, alembic_env, history_with_extra_revision, run_alembic
+from alembic_cli import (
+    ROOT,
+    alembic_command,
+    alembic_env,
+    history_with_extra_revision,
+    run_alembic,
+    upgrade_history,
+)
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
@@ -161,10 +166,8 @@ def test_a_failing_revision_leaves_no_trace_of_the_whole_upgrade(
         upgrade=FAILING_UPGRADE,
     )
     with engine.connect() as connection:
-        config = Config(str(ini))
-        config.attributes["connection"] = connection
         with pytest.raises(RuntimeError, match="injected failure after the DDL"):
-            command.upgrade(config, "head")
+            upgrade_history(ini, connection)
         assert not connection.in_transaction()
         # The lock went with the transaction, on a connection that stays open.
         assert _migration_lock_is_free(engine)
@@ -194,11 +197,11 @@ def test_an_upgrade_stopping_at_an_unprotected_state_is_refused(
             'op.execute("ALTER TABLE alert_events NO FORCE ROW LEVEL SECURITY")',
         ],
     )
-    with engine.connect() as connection:
-        config = Config(str(ini))
-        config.attributes["connection"] = connection
-        with pytest.raises(MigrationError, match="table alert_events would be left unprotected"):
-            command.upgrade(config, "head")
+    with (
+        engine.connect() as connection,
+        pytest.raises(MigrationError, match="table alert_events would be left unprotected"),
+    ):
+        upgrade_history(ini, connection)
     assert _version(engine) == []
     assert _monitoring_tables(engine) == []
 

@@ -14,9 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from access import ANON, NOT_ADMINS
-from alembic import command
-from alembic.config import Config
-from alembic_cli import history_with_extra_revision
+from alembic_cli import history_with_extra_revision, upgrade_history
 from conftest import SupabaseCluster, SupabaseDatabase, create_supabase_database
 from postgrest_requests import Api
 from sqlalchemy import Engine, text
@@ -92,11 +90,8 @@ def test_a_failing_later_revision_commits_nothing(
         message="fails after the whole history",
         upgrade=["op.execute(\"SET LOCAL lock_timeout = '5s'\")", 'raise RuntimeError("boom")'],
     )
-    with engine.connect() as connection:
-        config = Config(str(ini))
-        config.attributes["connection"] = connection
-        with pytest.raises(RuntimeError, match="boom"):
-            command.upgrade(config, "head")
+    with engine.connect() as connection, pytest.raises(RuntimeError, match="boom"):
+        upgrade_history(ini, connection)
     assert _tables(engine) == []
     migrations.upgrade(engine)
     _assert_closed_to_the_api(engine, api)
