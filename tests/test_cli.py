@@ -149,7 +149,7 @@ def test_a_sigkilled_run_does_not_break_the_next(
     after = ok(cli(embedded, "status", "--json"))
     assert json.loads(after.stdout)["services"] == []  # the killed fill never committed
     assert not postmaster_running(data_dir), "the orphaned server is stopped, not leaked"
-    assert json.loads((data_dir / "pgdata" / ".handle_pids.json").read_text()) == []
+    assert json.loads(EmbeddedServer(data_dir).registry.read_text()) == []
 
 
 # --- URL mode ----------------------------------------------------------------------------
