@@ -101,6 +101,17 @@ def test_a_second_process_leaving_does_not_stop_the_server_the_first_still_uses(
     assert server.running_url() is None, "the last user to leave stops it"
 
 
+def test_a_nested_use_leaving_does_not_stop_the_server_the_outer_one_uses(
+    server: EmbeddedServer,
+) -> None:
+    with server.in_use() as url:
+        with server.in_use():
+            assert users(server) == [os.getpid(), os.getpid()]
+        assert users(server) == [os.getpid()]
+        assert query(url.render_as_string(), "SELECT 1") == (1,)
+    assert server.running_url() is None
+
+
 def test_a_stale_postmaster_pid_naming_another_process_is_cleared(
     server: EmbeddedServer,
 ) -> None:

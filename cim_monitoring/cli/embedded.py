@@ -23,7 +23,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -124,15 +124,17 @@ class EmbeddedServer:
             if keep:
                 self._keep_marker.write_text(json.dumps({"postmaster_pid": server.get_pid()}))
             else:
-                me = _User(os.getpid(), float(psutil.Process().create_time()))
-                self._write_users([*self._live_users(), me])
+                self._write_users([*self._live_users(), _me()])
         return url
 
     def _detach(self) -> None:
         with self._locked():
-            others = [user for user in self._live_users() if user.pid != os.getpid()]
-            self._write_users(others)
-            if not others and not self._kept():
+            users = self._live_users()
+            # One entry per use, so that a nested use leaving does not end the outer one.
+            with suppress(ValueError):  # gone already: `db stop` emptied the registry
+                users.remove(_me())
+            self._write_users(users)
+            if not users and not self._kept():
                 self._shut_down()
 
     def _shut_down(self) -> bool:
@@ -272,6 +274,10 @@ class EmbeddedServer:
                 connection.execute(
                     f"CREATE DATABASE {DATABASE_NAME} TEMPLATE template0 ENCODING 'UTF8'"
                 )
+
+
+def _me() -> _User:
+    return _User(os.getpid(), float(psutil.Process().create_time()))
 
 
 def _started(pid: int) -> float | None:
