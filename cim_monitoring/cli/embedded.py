@@ -249,12 +249,12 @@ class EmbeddedServer:
                 )
             time.sleep(_POLL_SECONDS)
 
-    def _url(self, lines: list[str], database: str = DATABASE_NAME) -> URL:
+    def _url(self, lines: list[str]) -> URL:
         # Line 4 is the port, line 5 the socket directory: the server listens on no TCP port.
         return URL.create(
             "postgresql",
             username=SUPERUSER,
-            database=database,
+            database=DATABASE_NAME,
             query={"host": lines[4], "port": lines[3]},
         )
 
