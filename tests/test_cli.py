@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 from command import cli, command_env, ok, one_error_line
 from sqlalchemy import text
@@ -65,6 +66,20 @@ def postmaster_running(data_dir: Path) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def wait_until_writing(url: URL, timeout: float = 60) -> None:
+    """Return once another session on ``url`` holds a transaction that has written a row."""
+    deadline = time.monotonic() + timeout
+    # A transaction gets an xid (backend_xid) at its first write, and not before.
+    writers = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND backend_xid IS NOT NULL"
+    )
+    with psycopg.connect(url.render_as_string(), autocommit=True) as connection:
+        while connection.execute(writers).fetchone() == (0,):
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.05)
 
 
 def sql(env: dict[str, str], statement: str) -> None:
@@ -139,7 +154,9 @@ def test_a_sigkilled_run_does_not_break_the_next(
     )
     assert long_run.stderr is not None
     assert USING in long_run.stderr.readline()  # the server is up and in use
-    time.sleep(0.5)
+    server_url = EmbeddedServer(data_dir).running_url()
+    assert server_url is not None
+    wait_until_writing(server_url)
     postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
     long_run.send_signal(signal.SIGKILL)
     long_run.wait()
@@ -149,7 +166,7 @@ def test_a_sigkilled_run_does_not_break_the_next(
     after = ok(cli(embedded, "status", "--json"))
     assert json.loads(after.stdout)["services"] == []  # the killed fill never committed
     assert not postmaster_running(data_dir), "the orphaned server is stopped, not leaked"
-    assert json.loads((data_dir / "pgdata" / ".handle_pids.json").read_text()) == []
+    assert json.loads(EmbeddedServer(data_dir).registry.read_text()) == []
 
 
 # --- URL mode ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The embedded PostgreSQL: started on demand, stopped after, kept by ``db start``, and
-recovered from what a killed run leaves behind (dead pids, stale ``postmaster.pid``)."""
+"""The embedded PostgreSQL: started on demand, stopped by its last user, kept by ``db start``,
+and recovered from what a killed run leaves behind (dead users, stale ``postmaster.pid``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
+from command import cli, command_env, ok
 
 from cim_monitoring.cli.embedded import DATABASE_NAME, EmbeddedServer
 from cim_monitoring.errors import DatabaseUnavailable
@@ -35,8 +37,9 @@ def pidfile(server: EmbeddedServer) -> Path:
     return server.pgdata / "postmaster.pid"
 
 
-def handles(server: EmbeddedServer) -> list[int]:
-    return json.loads((server.pgdata / ".handle_pids.json").read_text())
+def users(server: EmbeddedServer) -> list[int]:
+    """The pids in the registry of processes using the server."""
+    return [entry["pid"] for entry in json.loads(server.registry.read_text())]
 
 
 def dead_pid() -> int:
@@ -64,16 +67,48 @@ def test_in_use_gives_a_utf8_database_and_stops_the_server_after(
         assert query(url.render_as_string(), "SELECT n FROM kept") == (7,)
 
 
-def test_dead_pids_in_the_handle_file_do_not_keep_the_server_running(
+def test_dead_users_in_the_registry_do_not_keep_the_server_running(
     server: EmbeddedServer,
 ) -> None:
     with server.in_use():
         pass
-    # What a SIGKILLed command leaves: its pid still registered as a user of the server.
-    (server.pgdata / ".handle_pids.json").write_text(json.dumps([dead_pid()]))
+    # What a SIGKILLed command leaves: its pid still registered as a user of the server. After
+    # a restart (a container's pids start over) that pid may name another, living process.
+    living = psutil.Process(os.getppid())
+    server.registry.write_text(
+        json.dumps(
+            [
+                {"pid": dead_pid(), "started": 0.0},
+                {"pid": living.pid, "started": living.create_time() - 1},
+            ]
+        )
+    )
     with server.in_use():
-        assert handles(server) == [os.getpid()]
-    assert handles(server) == []
+        assert users(server) == [os.getpid()]
+    assert users(server) == []
+    assert server.running_url() is None
+
+
+def test_a_second_process_leaving_does_not_stop_the_server_the_first_still_uses(
+    server: EmbeddedServer, tmp_path: Path
+) -> None:
+    env = command_env(tmp_path) | {"CIM_MONITORING_DATA_DIR": str(server.data_dir)}
+    with server.in_use() as url:
+        ok(cli(env, "migrate"))  # joins the running server, then leaves it
+        assert server.running_url() == url
+        assert users(server) == [os.getpid()]
+        assert query(url.render_as_string(), "SELECT 1") == (1,)
+    assert server.running_url() is None, "the last user to leave stops it"
+
+
+def test_a_nested_use_leaving_does_not_stop_the_server_the_outer_one_uses(
+    server: EmbeddedServer,
+) -> None:
+    with server.in_use() as url:
+        with server.in_use():
+            assert users(server) == [os.getpid(), os.getpid()]
+        assert users(server) == [os.getpid()]
+        assert query(url.render_as_string(), "SELECT 1") == (1,)
     assert server.running_url() is None
 
 
