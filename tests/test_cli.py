@@ -179,7 +179,7 @@ def test_url_mode_demo_status_json_and_alert_lifecycle(url_mode: dict[str, str])
     assert "postgresql+psycopg://" in demo.stderr
 
     report = json.loads(ok(cli(url_mode, "status", "--json", "--window", "6h")).stdout)
-    assert report["window"] == "6h"
+    assert report["window"] == 6 * 3600  # seconds, as every duration in the JSON
     services = {s["service_name"]: s for s in report["services"]}
     assert set(services) == {"postgres", "file-storage", "document-ai", "llm-api"}
     # One probe a minute (with a few seconds of jitter) over the six hours.

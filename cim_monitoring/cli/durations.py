@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from itertools import pairwise
 
 import typer
 
@@ -39,11 +38,8 @@ def duration_label(span: timedelta) -> str:
     return f"{seconds}s"
 
 
-def format_duration(span: timedelta) -> str:
-    """The largest unit and the next one, for a dashboard: ``42s``, ``5m 3s``, ``2d 4h``."""
+def format_age(span: timedelta) -> str:
+    """The largest whole unit, as narrow as a column allows: ``42s``, ``5m``, ``3h``, ``2d``."""
     seconds = max(int(span.total_seconds()), 0)
-    for (size, unit), (minor_size, minor_unit) in pairwise(_DISPLAY_UNITS):
-        if seconds >= size:
-            major, rest = divmod(seconds, size)
-            return f"{major}{unit} {rest // minor_size}{minor_unit}"
-    return f"{seconds}s"
+    size, unit = next(((s, u) for s, u in _DISPLAY_UNITS if seconds >= s), _DISPLAY_UNITS[-1])
+    return f"{seconds // size}{unit}"
