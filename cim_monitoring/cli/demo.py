@@ -30,7 +30,7 @@ from cim_monitoring import (
 )
 from cim_monitoring.cli.console import out, progress
 from cim_monitoring.cli.database import apply_migrations, database
-from cim_monitoring.cli.durations import parse_duration
+from cim_monitoring.cli.durations import duration_option
 from cim_monitoring.cli.status import render_dashboard
 
 # The services CIM Summary depends on, with a typical healthy latency in milliseconds.
@@ -82,9 +82,9 @@ def demo(
         int, typer.Option("--services", min=1, max=len(CATALOG) * 8, help="How many services.")
     ] = len(CATALOG),
     days: Annotated[int, typer.Option("--days", min=1, max=90, help="Days of history.")] = 3,
-    every: Annotated[
-        timedelta, typer.Option("--every", parser=parse_duration, help="Probe interval.")
-    ] = timedelta(minutes=1),
+    every: Annotated[timedelta, duration_option("--every", "Probe interval.")] = timedelta(
+        minutes=1
+    ),
     seed: Annotated[int | None, typer.Option(help="Seed, for the same data every time.")] = None,
 ) -> None:
     """Migrate, fill with simulated probes (outages raise and auto-resolve alerts), show status."""

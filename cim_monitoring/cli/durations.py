@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import typer
 
@@ -27,6 +28,11 @@ def parse_duration(value: str | timedelta) -> timedelta:
         return timedelta(seconds=seconds)
     except OverflowError:
         raise typer.BadParameter(f"{value!r} is too long a duration") from None
+
+
+def duration_option(flag: str, help: str) -> Any:
+    """A command option holding a duration, read by :func:`parse_duration`."""
+    return typer.Option(flag, parser=parse_duration, help=help)
 
 
 def duration_label(span: timedelta) -> str:

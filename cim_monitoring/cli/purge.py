@@ -12,7 +12,7 @@ import typer
 from cim_monitoring import ExpiredRows, PurgeResult, count_expired, purge_expired
 from cim_monitoring.cli.console import out, progress
 from cim_monitoring.cli.database import database, migrated_session
-from cim_monitoring.cli.durations import duration_label, parse_duration
+from cim_monitoring.cli.durations import duration_label, duration_option
 
 # purge_expired reports only when it is done; cut-offs stepping from the oldest expired check
 # to the real one give the progress bar true steps, each call still deleting in bounded batches.
@@ -22,18 +22,14 @@ PURGE_STEPS = 20
 def purge(
     older_than: Annotated[
         timedelta,
-        typer.Option(
-            "--older-than",
-            parser=parse_duration,
-            help="Delete checks, and alerts resolved, before now minus this.",
+        duration_option(
+            "--older-than", "Delete checks, and alerts resolved, before now minus this."
         ),
     ] = timedelta(days=30),
     rollups_older_than: Annotated[
         timedelta,
-        typer.Option(
-            "--rollups-older-than",
-            parser=parse_duration,
-            help="Delete hourly and daily rollups that ended before now minus this.",
+        duration_option(
+            "--rollups-older-than", "Delete hourly and daily rollups ended before now minus this."
         ),
     ] = timedelta(days=400),
     dry_run: Annotated[

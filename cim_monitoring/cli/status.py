@@ -12,17 +12,14 @@ from rich.text import Text
 from cim_monitoring import Dashboard, HourStatus, ServiceSummary, dashboard
 from cim_monitoring.cli.console import SEVERITY_STYLES, STATUS_STYLES, AsJson, out
 from cim_monitoring.cli.database import unit_of_work
-from cim_monitoring.cli.durations import duration_label, format_age, parse_duration
+from cim_monitoring.cli.durations import duration_label, duration_option, format_age
 
 # One cell per hour, shaped as well as coloured: without colour (NO_COLOR, a pipe) the strip
 # still reads, a full bar for a healthy hour down to a floor for an hour with an outage.
 CELLS = {"healthy": "█", "degraded": "▅", "down": "▁", None: "·"}
 STRIP_HEADING = f"{'24h ago':<21}now"
 
-Window = Annotated[
-    timedelta,
-    typer.Option("--window", parser=parse_duration, help="Uptime and p95 over this much history."),
-]
+Window = Annotated[timedelta, duration_option("--window", "Uptime and p95 over this much history.")]
 
 
 def status(window: Window = timedelta(hours=24), as_json: AsJson = False) -> None:
