@@ -1,9 +1,14 @@
-"""Bad inputs shared by the schema tests and the database tests: (field, value, message part)."""
+"""Bad inputs shared by the schema tests and the database tests: (field, value, message part);
+and what a refused call names."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+import pytest
+from pydantic import ValidationError
 
 from cim_monitoring.schemas import DETAILS_MAX_BYTES, MESSAGE_MAX
 
@@ -68,3 +73,10 @@ BAD_ALERT_FIELDS: list[tuple[str, Any, str]] = [
     ("details", {"k\x00": "v"}, "NUL"),
     ("details", {"k": "x" * DETAILS_MAX_BYTES}, "bytes"),
 ]
+
+
+def refused(call: Callable[[], object]) -> list[tuple[int | str, ...]]:
+    """Where the ``ValidationError`` that ``call`` raises locates each of its errors."""
+    with pytest.raises(ValidationError) as caught:
+        call()
+    return [error["loc"] for error in caught.value.errors()]

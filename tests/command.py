@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from cim_monitoring import make_engine, migrations
 
 HOST_APP = Path(__file__).resolve().parent / "host_app"
 
@@ -22,6 +25,15 @@ def command_env(cwd: Path, url: URL | None = None) -> dict[str, str]:
     if url is not None:
         env["DATABASE_URL"] = url.render_as_string(hide_password=False)
     return env
+
+
+def migrated_env(cwd: Path, url: URL) -> dict[str, str]:
+    """:func:`command_env` on ``url``, migrated to head first (in-process: not the subject)."""
+    engine = make_engine(url, poolclass=NullPool)
+    with engine.begin() as connection:
+        migrations.upgrade(connection)
+    engine.dispose()
+    return command_env(cwd, url)
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

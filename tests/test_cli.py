@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-from command import cli, command_env, ok, one_error_line
+from command import cli, command_env, migrated_env, ok, one_error_line
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
@@ -48,13 +48,9 @@ def url_mode(tmp_path: Path, empty_database_url: URL) -> dict[str, str]:
 
 
 @pytest.fixture
-def migrated(url_mode: dict[str, str]) -> dict[str, str]:
-    """URL mode on a database already at head (migrated in-process: speed, not the subject)."""
-    engine = make_engine(url_mode["DATABASE_URL"], poolclass=NullPool)
-    with engine.begin() as connection:
-        migrations.upgrade(connection)
-    engine.dispose()
-    return url_mode
+def migrated(tmp_path: Path, empty_database_url: URL) -> dict[str, str]:
+    """URL mode on a database already at head."""
+    return migrated_env(tmp_path, empty_database_url)
 
 
 def postmaster_running(data_dir: Path) -> bool:
@@ -179,7 +175,7 @@ def test_url_mode_demo_status_json_and_alert_lifecycle(url_mode: dict[str, str])
     assert "postgresql+psycopg://" in demo.stderr
 
     report = json.loads(ok(cli(url_mode, "status", "--json", "--window", "6h")).stdout)
-    assert report["window"] == "6h"
+    assert report["window"] == 6 * 3600  # seconds, as every duration in the JSON
     services = {s["service_name"]: s for s in report["services"]}
     assert set(services) == {"postgres", "file-storage", "document-ai", "llm-api"}
     # One probe a minute (with a few seconds of jitter) over the six hours.
@@ -225,9 +221,19 @@ def test_record_then_purge_with_dry_run(migrated: dict[str, str]) -> None:
     )
     assert stored["probe_details"] == {"http_status": 200, "region": "eu"}
 
-    dry = ok(cli(migrated, "purge", "--older-than", "30d", "--dry-run"))
-    assert "would delete 1 health checks" in dry.stdout
-    assert "deleted 1 health checks" in ok(cli(migrated, "purge", "--older-than", "30d")).stdout
+    # Its hourly and its daily rollup row are both older than the rollups' 400 days.
+    sql(
+        migrated,
+        "INSERT INTO service_health_checks (service_name, status, created_at) "
+        "VALUES ('file-storage', 'healthy', now() - interval '402 days')",
+    )
+
+    dry = ok(cli(migrated, "purge", "--older-than", "30d", "--dry-run")).stdout
+    assert "would delete 2 health checks and 0 resolved alerts from before" in dry
+    assert "and 2 rollup rows older than 400d (dry run: nothing deleted)" in dry
+    done = ok(cli(migrated, "purge", "--older-than", "30d")).stdout
+    assert "deleted 2 health checks and 0 resolved alerts from before" in done
+    assert "and 2 rollup rows older than 400d" in done
     report = json.loads(ok(cli(migrated, "status", "--json")).stdout)
     assert [s["status"] for s in report["services"]] == ["healthy"]
 

@@ -17,7 +17,9 @@ from benchmarks import dataset
 from benchmarks.measure import StatementLog, describe, plan_nodes
 from cim_monitoring import (
     active_alerts,
+    alerts_by_id_prefix,
     check_history,
+    dashboard,
     latest_status,
     make_session_factory,
     service_stats,
@@ -77,6 +79,12 @@ CASES: dict[str, tuple[Callable[[Session], object], tuple[str, ...]]] = {
         (CHECKS_BY_SERVICE,),
     ),
     "active_alerts": (active_alerts, ("ix_alert_events_open_created_at",)),
+    # An id prefix is a range of the primary key: 20k resolved alerts are never all read.
+    "alerts_by_id_prefix": (lambda s: alerts_by_id_prefix(s, "4a"), ("pk_alert_events",)),
+    "dashboard": (
+        lambda s: dashboard(s, now=END),
+        (CHECKS_BY_SERVICE, "service_health_hourly", "ix_alert_events_open_created_at"),
+    ),
 }
 
 

@@ -1,32 +1,41 @@
-"""``alerts``: list open alerts, acknowledge or resolve one by id."""
+"""``alerts``: list open alerts, acknowledge or resolve one by its id or a unique prefix."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Protocol
 
 import typer
-from rich.table import Table
+from pydantic import TypeAdapter, ValidationError
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from cim_monitoring.cli.console import (
-    EXIT_USAGE,
-    SEVERITY_STYLES,
-    AsJson,
-    CliError,
-    out,
-    usage_error,
+from cim_monitoring import (
+    AlertIdPrefix,
+    AlertOut,
+    acknowledge_alert,
+    active_alerts,
+    alerts_by_id_prefix,
+    database_now,
+    resolve_alert,
 )
-from cim_monitoring.cli.database import database_now, unit_of_work
-from cim_monitoring.cli.durations import format_duration
-from cim_monitoring.errors import AlertNotFound
-from cim_monitoring.repository import acknowledge_alert, active_alerts, resolve_alert
-from cim_monitoring.schemas import AlertOut
+from cim_monitoring.cli.console import SEVERITY_STYLES, AsJson, out, usage_error
+from cim_monitoring.cli.database import unit_of_work
+from cim_monitoring.cli.durations import format_age
+
+# As short as git's abbreviated hashes: unique among open alerts but for a ~1e-9 chance, and
+# `alerts ack` says so when a prefix is not unique.
+ID_SHOWN = 8
+HEADINGS = ("Id", "Severity", "Service", "Type", "Status", "Count", "Age")
+RIGHT_ALIGNED = frozenset({"Count", "Age"})
+# How many alerts an ambiguous prefix names.
+CANDIDATES = 5
 
 app = typer.Typer(
-    help="Open alerts: list them, or acknowledge or resolve one by id.",
+    help="Open alerts: list them, or acknowledge or resolve one by its id or a unique prefix.",
     invoke_without_command=True,
 )
 
@@ -44,30 +53,55 @@ def alerts(
     if context.invoked_subcommand is not None:
         return
     with unit_of_work() as session:
-        now = database_now(session.connection())
+        now = database_now(session)
         found = active_alerts(session, service=service, severity=severity)
     if as_json:
         typer.echo(json.dumps([alert.model_dump(mode="json") for alert in found], indent=2))
-        return
-    if not found:
+    elif found:
+        render_alerts(found, now)
+    else:
         out.print("No open alerts.")
-        return
-    table = Table(title=f"Open alerts ({len(found)})")
-    for heading in ("Id", "Severity", "Service", "Type", "Status", "Count", "Since"):
-        table.add_column(heading, no_wrap=True)
-    table.add_column("Message", overflow="fold")
-    for alert in found:
-        table.add_row(
-            str(alert.id),
+
+
+def render_alerts(found: Sequence[AlertOut], now: datetime) -> None:
+    """Two lines per alert: the columns that identify it, never cut, then its message,
+    indented and cut at the end of the line."""
+    rows = [
+        [
+            Text(str(alert.id)[:ID_SHOWN]),
             Text(alert.severity, style=SEVERITY_STYLES[alert.severity]),
-            alert.service_name,
-            alert.alert_type,
-            alert.status,
-            str(alert.occurrence_count),
-            format_duration(now - alert.created_at),
-            alert.message,
-        )
-    out.print(table)
+            Text(alert.service_name),
+            Text(alert.alert_type),
+            Text(alert.status),
+            Text(str(alert.occurrence_count)),
+            Text(format_age(now - alert.created_at)),
+        ]
+        for alert in found
+    ]
+    headings = [Text(heading, style="bold") for heading in HEADINGS]
+    widths = [max(cell.cell_len for cell in column) for column in zip(headings, *rows, strict=True)]
+    # Two spaces between columns where they fit the terminal, else one: long names and
+    # "acknowledged" still fit 80 columns without wrapping.
+    gap = " " * (2 if sum(widths) + 2 * (len(widths) - 1) <= out.width else 1)
+    out.print(Text(f"Open alerts ({len(found)})", style="bold"))
+    out.print(_line(headings, widths, gap))
+    indent = " " * (widths[0] + len(gap))
+    for alert, row in zip(found, rows, strict=True):
+        out.print(_line(row, widths, gap))
+        # One line of it, whitespace and all: a message's own line breaks would break the list.
+        message = Text(indent + " ".join(alert.message.split()))
+        out.print(message, no_wrap=True, overflow="ellipsis", soft_wrap=False)
+
+
+def _line(cells: Sequence[Text], widths: Sequence[int], gap: str) -> Text:
+    line = Text()
+    for index, (heading, cell, width) in enumerate(zip(HEADINGS, cells, widths, strict=True)):
+        padded = cell.copy()
+        padded.align("right" if heading in RIGHT_ALIGNED else "left", width)
+        if index:
+            line.append(gap)
+        line.append_text(padded)
+    return line
 
 
 class _Change(Protocol):
@@ -76,7 +110,28 @@ class _Change(Protocol):
     def __call__(self, session: Session, alert_id: uuid.UUID, *, by: str) -> AlertOut: ...
 
 
-AlertId = Annotated[str, typer.Argument(help="The alert's id, as `cim-monitoring alerts` shows.")]
+_PREFIX = TypeAdapter(AlertIdPrefix)
+
+
+def _checked_prefix(raw: str) -> str:
+    # Checked as the argument is parsed, before any database is reached.
+    try:
+        _PREFIX.validate_python(raw)
+    except ValidationError:
+        raise typer.BadParameter(
+            f"{raw!r} is not an alert id nor the start of one; ids look like "
+            "9b2f0c4e-6a1d-4e7b-8f3a-2c5d9e1b7a60, and any unique start of one will do"
+        ) from None
+    return raw
+
+
+AlertId = Annotated[
+    str,
+    typer.Argument(
+        parser=_checked_prefix,
+        help="The alert's id or any unique start of it, e.g. the 8 characters `alerts` shows.",
+    ),
+]
 By = Annotated[str, typer.Option("--by", help="Who does it (recorded on the alert).")]
 
 
@@ -92,21 +147,24 @@ def resolve(alert_id: AlertId, by: By) -> None:
     _transition(alert_id, by, resolve_alert, "resolved")
 
 
-def _transition(raw_id: str, by: str, change: _Change, verb: str) -> None:
-    alert_id = _parse_alert_id(raw_id)
-    try:
-        with unit_of_work() as session:
-            alert = change(session, alert_id, by=by)
-    except AlertNotFound as exc:
-        # The id was given on the command line: an unknown one is a usage error, like a typo.
-        raise CliError(f"{exc}; list open alerts with `cim-monitoring alerts`", EXIT_USAGE) from exc
+def _transition(prefix: str, by: str, change: _Change, verb: str) -> None:
+    with unit_of_work() as session:
+        alert = change(session, _named(session, prefix).id, by=by)
     out.print(f"alert {alert.id} ({alert.service_name}/{alert.alert_type}) {verb} by {by}")
 
 
-def _parse_alert_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw.strip())
-    except ValueError:
+def _named(session: Session, prefix: str) -> AlertOut:
+    """The one open alert whose id starts with ``prefix``; failing any, the one closed alert,
+    whose transition then says why it cannot be made. Unknown or ambiguous: a usage error."""
+    found = alerts_by_id_prefix(
+        session, prefix, open_only=True, limit=CANDIDATES
+    ) or alerts_by_id_prefix(session, prefix, limit=CANDIDATES)
+    if not found:
         raise usage_error(
-            f"{raw!r} is not an alert id; ids look like 9b2f0c4e-6a1d-4e7b-8f3a-2c5d9e1b7a60"
-        ) from None
+            f"no alert's id starts with {prefix!r}; list open alerts with `cim-monitoring alerts`"
+        )
+    if len(found) > 1:
+        many = f"at least {len(found)}" if len(found) == CANDIDATES else str(len(found))
+        named = ", ".join(f"{a.id} ({a.service_name}/{a.alert_type}, {a.status})" for a in found)
+        raise usage_error(f"{many} alerts' ids start with {prefix!r}: {named}; give more of the id")
+    return found[0]

@@ -7,7 +7,8 @@ turns every expected failure into one line on stderr and an exit code: 0 ok, 1 p
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -19,12 +20,14 @@ EXIT_USAGE = 2
 
 # soft_wrap: a message stays one line however narrow the terminal; tables still fit it. No
 # markup or highlighting: printed text carries service names, messages and role names verbatim;
-# styles are applied through rich.text.Text.
-out = Console(soft_wrap=True, markup=False, highlight=False)
-err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+# styles are applied through rich.text.Text. Rich styles only a terminal; under NO_COLOR
+# (no-color.org) it would still send bold and dim, so no style at all is sent then.
+_STYLED: Literal["auto"] | None = None if os.environ.get("NO_COLOR") else "auto"
+out = Console(soft_wrap=True, markup=False, highlight=False, color_system=_STYLED)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False, color_system=_STYLED)
 
-STATUS_STYLES = {"healthy": "green", "degraded": "yellow", "down": "bold red"}
-SEVERITY_STYLES = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+STATUS_STYLES = {"healthy": "green", "degraded": "yellow", "down": "bold red", None: "dim"}
+SEVERITY_STYLES = {"info": "cyan", "warning": "yellow", "critical": "bold red", None: ""}
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 

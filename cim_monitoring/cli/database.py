@@ -1,17 +1,17 @@
 """Which database a command works on (``DATABASE_URL`` or the embedded server), and its schema.
 
 A command opens :func:`database` (an Engine) or :func:`unit_of_work` (one transaction on a
-migrated database); :func:`require_migrated` refuses a database that is not at this package's
-head, with the fix; ``migrate`` and ``demo`` bring it there with :func:`apply_migrations`.
+migrated database, as :func:`migrated_session` opens on an Engine); :func:`require_migrated`
+refuses a database that is not at this package's head, with the fix; ``migrate`` and ``demo``
+bring it there with :func:`apply_migrations`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -50,7 +50,14 @@ def database(settings: Settings | None = None) -> Iterator[Engine]:
 @contextmanager
 def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
     """One transaction on a migrated database: commits when the block ends normally."""
-    with database(settings) as engine, make_session_factory(engine).begin() as session:
+    with database(settings) as engine, migrated_session(engine) as session:
+        yield session
+
+
+@contextmanager
+def migrated_session(engine: Engine) -> Iterator[Session]:
+    """One transaction on ``engine``, refused unless its database is at head."""
+    with make_session_factory(engine).begin() as session:
         require_migrated(session.connection())
         yield session
 
@@ -70,11 +77,6 @@ def require_migrated(connection: Connection) -> None:
     found = migrations.state(connection)
     if found.state is not migrations.State.AT_HEAD:
         raise CliError(f"{found.describe()}: {found.fix}")
-
-
-def database_now(connection: Connection) -> datetime:
-    """The server's clock: ages and windows agree with ``created_at`` defaults."""
-    return connection.execute(select(func.now())).scalar_one()
 
 
 def apply_migrations(engine: Engine) -> list[str]:

@@ -19,12 +19,19 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
+from cim_monitoring import (
+    dashboard,
+    database_now,
+    latest_status,
+    make_session_factory,
+    raise_alert,
+    record_checks,
+    resolve_alerts,
+)
 from cim_monitoring.cli.console import out, progress
-from cim_monitoring.cli.database import apply_migrations, database, database_now
-from cim_monitoring.cli.durations import parse_duration
-from cim_monitoring.cli.status import render_status, status_report
-from cim_monitoring.db import make_session_factory
-from cim_monitoring.repository import latest_status, raise_alert, record_checks, resolve_alerts
+from cim_monitoring.cli.database import apply_migrations, database
+from cim_monitoring.cli.durations import duration_option
+from cim_monitoring.cli.status import render_dashboard
 
 # The services CIM Summary depends on, with a typical healthy latency in milliseconds.
 CATALOG = (
@@ -75,9 +82,9 @@ def demo(
         int, typer.Option("--services", min=1, max=len(CATALOG) * 8, help="How many services.")
     ] = len(CATALOG),
     days: Annotated[int, typer.Option("--days", min=1, max=90, help="Days of history.")] = 3,
-    every: Annotated[
-        timedelta, typer.Option("--every", parser=parse_duration, help="Probe interval.")
-    ] = timedelta(minutes=1),
+    every: Annotated[timedelta, duration_option("--every", "Probe interval.")] = timedelta(
+        minutes=1
+    ),
     seed: Annotated[int | None, typer.Option(help="Seed, for the same data every time.")] = None,
 ) -> None:
     """Migrate, fill with simulated probes (outages raise and auto-resolve alerts), show status."""
@@ -88,12 +95,12 @@ def demo(
         with factory.begin() as session:
             written, raised, resolved = _fill(session, services, timedelta(days=days), every, seed)
         with factory.begin() as session:
-            report = status_report(session, timedelta(hours=24))
+            board = dashboard(session)
     out.print(
         f"demo: recorded {written} checks for {services} services; the monitor raised "
         f"{raised} alerts and auto-resolved {resolved}"
     )
-    render_status(report)
+    render_dashboard(board)
 
 
 def _fill(
@@ -101,7 +108,7 @@ def _fill(
 ) -> tuple[int, int, int]:
     """Write the checks (one COPY) and then the monitor's alert calls; return the counts."""
     rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
-    now = database_now(session.connection())
+    now = database_now(session)
     services = _services(session, count, now - history, every)
     fresh = all(service.start == now - history for service in services)
     showcase = services[min(3, len(services) - 1)].name if fresh else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from itertools import pairwise
+from typing import Any
 
 import typer
 
@@ -30,6 +30,11 @@ def parse_duration(value: str | timedelta) -> timedelta:
         raise typer.BadParameter(f"{value!r} is too long a duration") from None
 
 
+def duration_option(flag: str, help: str) -> Any:
+    """A command option holding a duration, read by :func:`parse_duration`."""
+    return typer.Option(flag, parser=parse_duration, help=help)
+
+
 def duration_label(span: timedelta) -> str:
     """A window as people write it: ``24h``, ``90m``, ``7d`` (days from two on)."""
     seconds = int(span.total_seconds())
@@ -39,11 +44,8 @@ def duration_label(span: timedelta) -> str:
     return f"{seconds}s"
 
 
-def format_duration(span: timedelta) -> str:
-    """The largest unit and the next one, for a dashboard: ``42s``, ``5m 3s``, ``2d 4h``."""
+def format_age(span: timedelta) -> str:
+    """The largest whole unit, as narrow as a column allows: ``42s``, ``5m``, ``3h``, ``2d``."""
     seconds = max(int(span.total_seconds()), 0)
-    for (size, unit), (minor_size, minor_unit) in pairwise(_DISPLAY_UNITS):
-        if seconds >= size:
-            major, rest = divmod(seconds, size)
-            return f"{major}{unit} {rest // minor_size}{minor_unit}"
-    return f"{seconds}s"
+    size, unit = next(((s, u) for s, u in _DISPLAY_UNITS if seconds >= s), _DISPLAY_UNITS[-1])
+    return f"{seconds // size}{unit}"

@@ -1,38 +1,37 @@
-"""``purge``: retention, deleting old health checks and resolved alerts with a progress bar."""
+"""``purge``: retention, deleting old health checks, resolved alerts and rollups with a
+progress bar; ``--dry-run`` counts the same rows and deletes nothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from sqlalchemy import Connection, func, select
 
+from cim_monitoring import ExpiredRows, PurgeResult, count_expired, purge_expired
 from cim_monitoring.cli.console import out, progress
-from cim_monitoring.cli.database import database, database_now, require_migrated
-from cim_monitoring.cli.durations import parse_duration
-from cim_monitoring.models import AlertEvent, ServiceHealthCheck
-from cim_monitoring.repository import purge_expired
+from cim_monitoring.cli.database import database, migrated_session
+from cim_monitoring.cli.durations import duration_label, duration_option
 
-# purge_expired reports only when it is done; cut-offs stepping from the oldest expired row to
-# the real one give the progress bar true steps, each call still deleting in bounded batches.
+# purge_expired reports only when it is done; cut-offs stepping from the oldest expired check
+# to the real one give the progress bar true steps, each call still deleting in bounded batches.
 PURGE_STEPS = 20
-
-
-@dataclass(frozen=True)
-class _Expired:
-    cutoff: datetime
-    oldest: datetime | None
-    health_checks: int
-    alerts: int
 
 
 def purge(
     older_than: Annotated[
         timedelta,
-        typer.Option("--older-than", parser=parse_duration, help="Delete what is older than this."),
+        duration_option(
+            "--older-than", "Delete checks, and alerts resolved, before now minus this."
+        ),
     ] = timedelta(days=30),
+    rollups_older_than: Annotated[
+        timedelta,
+        duration_option(
+            "--rollups-older-than", "Delete hourly and daily rollups ended before now minus this."
+        ),
+    ] = timedelta(days=400),
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count what would be deleted.")
     ] = False,
@@ -40,48 +39,54 @@ def purge(
         int, typer.Option("--batch-size", min=1, help="Rows per DELETE (per lock).")
     ] = 5000,
 ) -> None:
-    """Delete health checks, and alerts resolved, before now minus --older-than."""
+    """Delete health checks, and alerts resolved, before now minus --older-than, and rollups
+    older than --rollups-older-than."""
     with database() as engine:
-        with engine.connect() as connection:
-            require_migrated(connection)
-            expired = _count_expired(connection, older_than)
-        total = expired.health_checks + expired.alerts
-        when = expired.cutoff.isoformat(timespec="seconds")
+        with migrated_session(engine) as session:
+            expired = count_expired(
+                session, older_than=older_than, rollups_older_than=rollups_older_than
+            )
         if dry_run:
             out.print(
-                f"would delete {expired.health_checks} health checks and {expired.alerts} "
-                f"resolved alerts from before {when} (dry run: nothing deleted)"
+                f"would delete {_rows(expired, rollups_older_than)} (dry run: nothing deleted)"
             )
             return
-        checks = alerts = 0
+        deleted: Counter[str] = Counter()
         with progress() as bar:
-            task = bar.add_task("purging", total=total)
+            task = bar.add_task("purging", total=_total(expired))
             for cutoff in _cutoffs(expired):
                 result = purge_expired(
-                    engine, older_than=older_than, batch_size=batch_size, now=cutoff + older_than
+                    engine,
+                    older_than=older_than,
+                    rollups_older_than=rollups_older_than,
+                    batch_size=batch_size,
+                    now=cutoff + older_than,
                 )
-                checks += result.health_checks
-                alerts += result.alerts
-                bar.update(task, completed=checks + alerts, total=max(total, checks + alerts))
-    out.print(f"deleted {checks} health checks and {alerts} resolved alerts from before {when}")
+                deleted.update(result.model_dump(include={"health_checks", "alerts", "rollups"}))
+                bar.update(
+                    task, completed=deleted.total(), total=max(_total(expired), deleted.total())
+                )
+    done = PurgeResult(cutoff=expired.cutoff, **deleted)
+    out.print(f"deleted {_rows(done, rollups_older_than)}")
 
 
-def _count_expired(connection: Connection, older_than: timedelta) -> _Expired:
-    cutoff = database_now(connection) - older_than
-    created = ServiceHealthCheck.created_at
-    checks, oldest = connection.execute(
-        select(func.count(), func.min(created)).where(created < cutoff)
-    ).one()
-    alerts = connection.execute(
-        select(func.count()).where(AlertEvent.status == "resolved", AlertEvent.resolved_at < cutoff)
-    ).scalar_one()
-    connection.rollback()  # read-only; end the transaction before the purge's own ones begin
-    return _Expired(cutoff=cutoff, oldest=oldest, health_checks=checks, alerts=alerts)
+def _total(rows: PurgeResult) -> int:
+    return rows.health_checks + rows.alerts + rows.rollups
 
 
-def _cutoffs(expired: _Expired) -> list[datetime]:
-    """Evenly spaced cut-offs from just past the oldest expired row to the real cut-off."""
-    if expired.oldest is None:
+def _rows(rows: PurgeResult, rollups_older_than: timedelta) -> str:
+    when = rows.cutoff.isoformat(timespec="seconds")
+    return (
+        f"{rows.health_checks} health checks and {rows.alerts} resolved alerts from before "
+        f"{when}, and {rows.rollups} rollup rows older than {duration_label(rollups_older_than)}"
+    )
+
+
+def _cutoffs(expired: ExpiredRows) -> list[datetime]:
+    """Evenly spaced cut-offs from just past the oldest expired check to the real cut-off."""
+    if expired.oldest_check_at is None:
         return [expired.cutoff]
-    step = (expired.cutoff - expired.oldest) / PURGE_STEPS
-    return [expired.oldest + step * index for index in range(1, PURGE_STEPS)] + [expired.cutoff]
+    step = (expired.cutoff - expired.oldest_check_at) / PURGE_STEPS
+    return [expired.oldest_check_at + step * index for index in range(1, PURGE_STEPS)] + [
+        expired.cutoff
+    ]

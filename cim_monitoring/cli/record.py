@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from cim_monitoring import HealthCheckIn, record_check
 from cim_monitoring.cli.console import AsJson, out, usage_error
 from cim_monitoring.cli.database import unit_of_work
-from cim_monitoring.repository import record_check
-from cim_monitoring.schemas import HealthCheckIn
 
 
 def record(

@@ -1,102 +1,92 @@
-"""``status``: the dashboard, one row per service."""
+"""``status``: the dashboard, one row per service with a strip of its last 24 hours."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.orm import Session
 
+from cim_monitoring import Dashboard, HourStatus, ServiceSummary, dashboard
 from cim_monitoring.cli.console import SEVERITY_STYLES, STATUS_STYLES, AsJson, out
-from cim_monitoring.cli.database import database_now, unit_of_work
-from cim_monitoring.cli.durations import duration_label, format_duration, parse_duration
-from cim_monitoring.repository import active_alerts, latest_status, service_stats
+from cim_monitoring.cli.database import unit_of_work
+from cim_monitoring.cli.durations import duration_label, duration_option, format_age
 
-_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+# One cell per hour, shaped as well as coloured: without colour (NO_COLOR, a pipe) the strip
+# still reads, a full bar for a healthy hour down to a floor for an hour with an outage.
+CELLS = {"healthy": "█", "degraded": "▅", "down": "▁", None: "·"}
+STRIP_HEADING = f"{'24h ago':<21}now"
 
-Window = Annotated[
-    timedelta,
-    typer.Option("--window", parser=parse_duration, help="Uptime and p95 over this much history."),
-]
+Window = Annotated[timedelta, duration_option("--window", "Uptime and p95 over this much history.")]
 
 
 def status(window: Window = timedelta(hours=24), as_json: AsJson = False) -> None:
-    """The dashboard: per service its status, last check, latency, uptime, p95, open alerts."""
+    """The dashboard: per service its status, the last 24 hours hour by hour, the age and
+    latency of its last check, uptime and p95 over the window, open alerts."""
     with unit_of_work() as session:
-        report = status_report(session, window)
+        board = dashboard(session, window=window)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(board.model_dump_json(indent=2))
     else:
-        render_status(report)
+        render_dashboard(board)
 
 
-def status_report(session: Session, window: timedelta) -> dict[str, Any]:
-    """Everything the dashboard shows, as plain JSON-ready data."""
-    now = database_now(session.connection())
-    latest = {row.service_name: row for row in latest_status(session)}
-    stats = {row.service_name: row for row in service_stats(session, start=now - window, end=now)}
-    alerts = active_alerts(session)
-    open_counts = Counter(alert.service_name for alert in alerts)
-    worst: dict[str, str] = {}
-    for alert in alerts:
-        current = worst.get(alert.service_name, "info")
-        if _SEVERITY_RANK[alert.severity] >= _SEVERITY_RANK[current]:
-            worst[alert.service_name] = alert.severity
-    services = []
-    for name in sorted(latest.keys() | stats.keys() | open_counts.keys()):
-        last, figures = latest.get(name), stats.get(name)
-        services.append(
-            {
-                "service_name": name,
-                "status": last.status if last else None,
-                "last_check_at": last.created_at.isoformat() if last else None,
-                "age_seconds": round((now - last.created_at).total_seconds()) if last else None,
-                "latency_ms": last.latency_ms if last else None,
-                "checks": figures.total if figures else 0,
-                "uptime": figures.uptime if figures else None,
-                "p95_ms": figures.p95_ms if figures else None,
-                "open_alerts": open_counts[name],
-                "worst_open_severity": worst.get(name),
-            }
-        )
-    return {
-        "generated_at": now.isoformat(),
-        "window": duration_label(window),
-        "window_seconds": int(window.total_seconds()),
-        "services": services,
-    }
-
-
-def render_status(report: dict[str, Any]) -> None:
-    window = report["window"]
-    table = Table(title=f"Service health (uptime and p95 over the last {window})")
-    table.add_column("Service", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    for heading in ("Last check", "Latency", "Uptime", "p95", "Alerts"):
-        table.add_column(heading, justify="right", no_wrap=True)
-    for row in report["services"]:
-        state = row["status"] or "no checks"
-        age = row["age_seconds"]
-        alerts = row["open_alerts"]
-        table.add_row(
-            row["service_name"],
-            Text(state, style=STATUS_STYLES.get(state, "dim")),
-            "—" if age is None else f"{format_duration(timedelta(seconds=age))} ago",
-            _ms(row["latency_ms"]),
-            "—" if row["uptime"] is None else f"{row['uptime']:.2%}",
-            _ms(row["p95_ms"]),
-            Text(str(alerts), style=SEVERITY_STYLES.get(row["worst_open_severity"], "")),
-        )
-    if not report["services"]:
+def render_dashboard(board: Dashboard) -> None:
+    if not board.services:
         out.print("No health checks recorded yet: try `cim-monitoring record` or `demo`.")
         return
+    window = duration_label(board.window)
+    # No borders and one space between columns: the strip and the figures fit 80 columns.
+    table = Table(
+        title=f"Service health (uptime and p95 over the last {window})",
+        box=None,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+    )
+    # A long service name wraps in its column rather than losing its end.
+    table.add_column("Service", overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column(STRIP_HEADING, no_wrap=True, min_width=len(STRIP_HEADING))
+    for heading in ("Age", "Latency", "Uptime", "p95", "Alerts"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for service in board.services:
+        table.add_row(*_row(service))
     out.print(table)
+    legend = Text("one cell per hour, its worst status:")
+    for state, cell in CELLS.items():
+        legend.append(" ").append(cell, style=STATUS_STYLES[state]).append(
+            f" {state or 'no checks'}"
+        )
+    out.print(legend)
 
 
-def _ms(value: int | None) -> str:
-    return "—" if value is None else f"{value} ms"
+def _row(service: ServiceSummary) -> tuple[Text | str, ...]:
+    return (
+        service.service_name,
+        Text(service.status or "no checks", style=STATUS_STYLES[service.status]),
+        strip(service.timeline),
+        "—" if service.age is None else format_age(service.age),
+        _latency(service.latency_ms),
+        "—" if service.uptime is None else f"{service.uptime:.2%}",
+        _latency(service.p95_ms),
+        Text(str(service.open_alerts), style=SEVERITY_STYLES[service.worst_open_severity]),
+    )
+
+
+def strip(timeline: tuple[HourStatus, ...]) -> Text:
+    """One cell per hour, oldest first, shaped and coloured by the hour's worst status."""
+    cells = Text()
+    for hour in timeline:
+        cells.append(CELLS[hour.status], style=STATUS_STYLES[hour.status])
+    return cells
+
+
+def _latency(ms: int | None) -> str:
+    """At most five characters: ``4ms``, ``641ms``, ``7.0s``, ``12s``."""
+    if ms is None:
+        return "—"
+    if ms < 1000:
+        return f"{ms}ms"
+    return f"{ms / 1000:.1f}s" if ms < 10_000 else f"{ms // 1000}s"

@@ -24,7 +24,13 @@ from cim_monitoring.errors import AlertNotFound, InvalidTransition
 from cim_monitoring.models import SEVERITIES
 from cim_monitoring.repository._common import ALERTS, at
 from cim_monitoring.schemas import AlertIn, AlertOut
-from cim_monitoring.schemas.params import ActiveParams, Clock, ResolveParams, TransitionParams
+from cim_monitoring.schemas.params import (
+    ActiveParams,
+    Clock,
+    PrefixParams,
+    ResolveParams,
+    TransitionParams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,4 +167,23 @@ def active_alerts(
     if params.severity is not None:
         query = query.where(ALERTS.c.severity == params.severity)
     query = query.order_by(ALERTS.c.created_at.desc(), ALERTS.c.id.desc())
+    return [_out(row) for row in session.execute(query)]
+
+
+def alerts_by_id_prefix(
+    session: Session, prefix: str, *, open_only: bool = False, limit: int = 10
+) -> list[AlertOut]:
+    """Alerts whose id starts with ``prefix`` (hex digits, hyphens where the id has them, or a
+    whole id), in id order, at most ``limit`` (1-100); only open ones with ``open_only``.
+
+    Ids that start with a prefix are one range of the uuid order, so this reads a range of the
+    primary key index, however many alerts there are.
+    """
+    params = PrefixParams(prefix=prefix, open_only=open_only, limit=limit)
+    low = uuid.UUID(params.prefix.ljust(32, "0"))
+    high = uuid.UUID(params.prefix.ljust(32, "f"))
+    query = select(ALERTS).where(ALERTS.c.id.between(low, high))
+    if params.open_only:
+        query = query.where(_OPEN)
+    query = query.order_by(ALERTS.c.id).limit(params.limit)
     return [_out(row) for row in session.execute(query)]

@@ -1,11 +1,11 @@
-"""Reading health checks: the newest status per service, and one service's history."""
+"""Reading health checks: the newest status per service, one service's history; the clock."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Integer, bindparam, select, text, tuple_
+from sqlalchemy import Integer, bindparam, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository._common import CHECKS
@@ -117,3 +117,9 @@ def check_history(
         query = _NEXT_PAGE
         values |= {"before_at": params.before.created_at, "before_id": params.before.id}
     return [HealthCheckOut.model_validate(row) for row in session.execute(query, values)]
+
+
+def database_now(session: Session) -> datetime:
+    """The transaction's start time, PostgreSQL's ``now()``: what ``created_at`` defaults to,
+    so ages and windows measured from it agree with the stored rows."""
+    return session.execute(select(func.now())).scalar_one()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,9 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository._common import ALERTS, CHECKS, stopwatch
+from cim_monitoring.repository.queries import database_now
 from cim_monitoring.repository.rollups import DAY, HOUR, ROLLUPS, TIME_COLUMNS, floor
-from cim_monitoring.schemas import PurgeResult
-from cim_monitoring.schemas.params import PurgeParams
+from cim_monitoring.schemas import ExpiredRows, PurgeResult
+from cim_monitoring.schemas.params import PurgeParams, RetentionParams
 
 logger = logging.getLogger(__name__)
 
@@ -60,28 +61,19 @@ def purge_expired(
     execute = _executor(target)
     with stopwatch() as elapsed:
         now = params.now or _database_now(target)
-        cutoff = now - params.older_than
-        size = params.batch_size
-        checks = _drain(execute, CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at, size)
-        # resolved_at >= created_at: the created_at bound lets the scan stop at the cut-off.
-        resolved = (ALERTS.c.status == "resolved") & (ALERTS.c.resolved_at < cutoff)
-        old = resolved & (ALERTS.c.created_at < cutoff)
-        alerts = _drain(execute, ALERTS, old, ALERTS.c.created_at, size)
-        rollups = 0
-        for grain in (HOUR, DAY):
-            table = ROLLUPS[grain]
-            time = table.c[TIME_COLUMNS[grain]]
-            # A bucket goes only when all of it is older than the cut-off.
-            ended = time < floor(now - params.rollups_older_than, grain)
-            rollups += _drain(execute, table, ended, time, size)
-    result = PurgeResult(cutoff=cutoff, health_checks=checks, alerts=alerts, rollups=rollups)
+        checks, alerts, *rollups = (
+            _drain(execute, expired, params.batch_size) for expired in _expired(now, params)
+        )
+    result = PurgeResult(
+        cutoff=now - params.older_than, health_checks=checks, alerts=alerts, rollups=sum(rollups)
+    )
     logger.info(
         "expired rows purged",
         extra={
             "count": checks + alerts,
             "health_checks": checks,
             "alerts": alerts,
-            "rollups": rollups,
+            "rollups": result.rollups,
             "cutoff": result.cutoff.isoformat(),
             "duration_ms": elapsed(),
         },
@@ -89,9 +81,60 @@ def purge_expired(
     return result
 
 
+def count_expired(
+    session: Session,
+    *,
+    older_than: timedelta = DEFAULT_RETENTION,
+    now: datetime | None = None,
+    rollups_older_than: timedelta = DEFAULT_ROLLUP_RETENTION,
+) -> ExpiredRows:
+    """What :func:`purge_expired` with the same arguments would delete, counted by the same
+    rules and left in place (nothing is locked), and the time of the oldest expired check."""
+    params = RetentionParams(older_than=older_than, now=now, rollups_older_than=rollups_older_than)
+    now = params.now or database_now(session)
+    expired = _expired(now, params)
+    counts = [select(func.count()).select_from(e.table).where(e.where) for e in expired]
+    oldest = select(func.min(CHECKS.c.created_at)).where(expired[0].where)
+    checks, alerts, *rollups, oldest_at = session.execute(
+        select(*(query.scalar_subquery() for query in [*counts, oldest]))
+    ).one()
+    return ExpiredRows(
+        cutoff=now - params.older_than,
+        health_checks=checks,
+        alerts=alerts,
+        rollups=sum(rollups),
+        oldest_check_at=oldest_at,
+    )
+
+
+class _Expired(NamedTuple):
+    """The rows of ``table`` that ``where`` selects, oldest first along an index by ``order``."""
+
+    table: Table
+    where: ColumnElement[bool]
+    order: ColumnElement[Any]
+
+
+def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
+    """What retention deletes at ``now``: checks, resolved alerts, hourly and daily rollups."""
+    cutoff = now - params.older_than
+    # resolved_at >= created_at: the created_at bound lets the scan stop at the cut-off.
+    resolved = (ALERTS.c.status == "resolved") & (ALERTS.c.resolved_at < cutoff)
+    found = [
+        _Expired(CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at),
+        _Expired(ALERTS, resolved & (ALERTS.c.created_at < cutoff), ALERTS.c.created_at),
+    ]
+    for grain in (HOUR, DAY):
+        table = ROLLUPS[grain]
+        time = table.c[TIME_COLUMNS[grain]]
+        # A bucket goes only when all of it is older than the cut-off.
+        found.append(_Expired(table, time < floor(now - params.rollups_older_than, grain), time))
+    return found
+
+
 def _database_now(target: Session | Engine) -> datetime:
     if isinstance(target, Session):
-        return target.execute(select(func.now())).scalar_one()
+        return database_now(target)
     with target.connect() as connection:
         return connection.execute(select(func.now())).scalar_one()
 
@@ -111,20 +154,15 @@ def _executor(target: Session | Engine) -> Callable[[Delete], int]:
     return own_transaction
 
 
-def _drain(
-    execute: Callable[[Delete], int],
-    table: Table,
-    expired: ColumnElement[bool],
-    oldest_first: ColumnElement[Any],
-    size: int,
-) -> int:
+def _drain(execute: Callable[[Delete], int], expired: _Expired, size: int) -> int:
     # Oldest first along an index: without the order the planner may pick a sequential scan
     # for the LIMIT, which re-reads the rows earlier batches deleted (250 ms per batch at 2M).
+    table = expired.table
     key = tuple_(*table.primary_key.columns)
     victims = (
         select(*table.primary_key.columns)
-        .where(expired)
-        .order_by(oldest_first)
+        .where(expired.where)
+        .order_by(expired.order)
         .limit(size)
         .with_for_update(skip_locked=True)
     )

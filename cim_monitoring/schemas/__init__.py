@@ -4,25 +4,35 @@ from cim_monitoring.schemas.fields import DETAILS_MAX_BYTES, DETAILS_MAX_DEPTH, 
 from cim_monitoring.schemas.inputs import AlertIn, HealthCheckIn
 from cim_monitoring.schemas.outputs import (
     AlertOut,
+    Dashboard,
+    ExpiredRows,
     Finding,
     HealthCheckOut,
+    HourStatus,
     PurgeResult,
     ServiceStats,
     ServiceStatus,
+    ServiceSummary,
     StatusBucket,
 )
+from cim_monitoring.schemas.params import AlertIdPrefix
 
 __all__ = [
     "DETAILS_MAX_BYTES",
     "DETAILS_MAX_DEPTH",
     "MESSAGE_MAX",
+    "AlertIdPrefix",
     "AlertIn",
     "AlertOut",
+    "Dashboard",
+    "ExpiredRows",
     "Finding",
     "HealthCheckIn",
     "HealthCheckOut",
+    "HourStatus",
     "PurgeResult",
     "ServiceStats",
     "ServiceStatus",
+    "ServiceSummary",
     "StatusBucket",
 ]

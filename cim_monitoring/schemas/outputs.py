@@ -6,15 +6,23 @@ Timestamps are converted to UTC whatever the connection's ``TimeZone`` setting i
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from cim_monitoring.schemas.fields import UtcDatetime
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+# A duration, as seconds in JSON: what a script reading ``status --json`` computes with.
+Seconds = Annotated[
+    timedelta,
+    PlainSerializer(lambda span: span.total_seconds(), return_type=float, when_used="json"),
+]
 
 
 class HealthCheckOut(_Out):
@@ -89,6 +97,49 @@ class PurgeResult(_Out):
     health_checks: int
     alerts: int
     rollups: int = 0
+
+
+class ExpiredRows(PurgeResult):
+    """What :func:`cim_monitoring.purge_expired` would delete at the same ``now``, counted by
+    the same rules, and the time of the oldest expired check (None when none is)."""
+
+    oldest_check_at: UtcDatetime | None
+
+
+class HourStatus(_Out):
+    """One UTC hour ``[start, start + 1 h)`` of a service: the worst status of its checks
+    (down, then degraded, then healthy), None when it had none."""
+
+    start: UtcDatetime
+    status: str | None
+
+
+class ServiceSummary(_Out):
+    """One service on the dashboard. ``status``, ``last_check_at``, ``age`` and ``latency_ms``
+    are its newest check's (None without one); ``checks``, ``uptime`` and ``p95_ms`` cover the
+    dashboard's window (as :class:`ServiceStats`); ``timeline`` is the last 24 hours, oldest
+    first, the last entry the hour holding the dashboard's ``generated_at``."""
+
+    service_name: str
+    status: str | None
+    last_check_at: UtcDatetime | None
+    age: Seconds | None
+    latency_ms: int | None
+    checks: int
+    uptime: float | None
+    p95_ms: int | None
+    open_alerts: int
+    worst_open_severity: str | None
+    timeline: tuple[HourStatus, ...]
+
+
+class Dashboard(_Out):
+    """Every service known from its checks or its open alerts, by name, as of
+    ``generated_at``; ``window`` is the span of the uptime and p95 figures."""
+
+    generated_at: UtcDatetime
+    window: Seconds
+    services: tuple[ServiceSummary, ...]
 
 
 class Finding(_Out):

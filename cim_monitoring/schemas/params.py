@@ -6,6 +6,7 @@ Internal: callers pass plain keyword arguments; these models turn bad ones into 
 
 from __future__ import annotations
 
+import string
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -33,6 +34,10 @@ HISTORY_LIMIT_MAX = 1000
 # A chart wider than this is a query for rollups, not for raw-row buckets.
 SERIES_BUCKETS_MAX = 10_000
 PURGE_BATCH_MAX = 100_000
+# Further back than this a dashboard's window reaches past any retention there is to read.
+DASHBOARD_WINDOW_MAX = timedelta(days=3660)
+# Alerts an id prefix may match in one call: enough to name the candidates of an ambiguous one.
+PREFIX_MATCHES_MAX = 100
 # status_series aligns its buckets to this origin (PostgreSQL's date_bin origin argument).
 SERIES_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -45,6 +50,29 @@ def _positive(value: timedelta) -> timedelta:
 
 # A timedelta instance: ``older_than=30`` would otherwise mean 30 seconds.
 PositiveDuration = Annotated[timedelta, Strict(), AfterValidator(_positive)]
+
+# Where an alert id, as ``str(uuid)`` writes it, has its hyphens.
+_ID_HYPHENS = frozenset(index for index, char in enumerate(str(uuid.UUID(int=0))) if char == "-")
+
+
+def _id_prefix(raw: str) -> str:
+    text = raw.strip().lower()
+    try:
+        return uuid.UUID(text).hex  # a whole id, in any spelling uuid.UUID reads
+    except ValueError:
+        pass
+    digits = text.replace("-", "")
+    hyphens_in_place = "-" not in text or all(
+        (char == "-") == (index in _ID_HYPHENS) for index, char in enumerate(text)
+    )
+    if not 1 <= len(digits) <= 32 or set(digits) - set(string.hexdigits) or not hyphens_in_place:
+        raise ValueError("must be the start of an alert id, e.g. 9b2f0c4e or 9b2f0c4e-6a1d")
+    return digits
+
+
+# The first 1-32 hex digits of an alert id, hyphens allowed where the id has them; a whole id
+# in any spelling ``uuid.UUID`` reads. Normalised to lower-case hex digits without hyphens.
+AlertIdPrefix = Annotated[str, Strict(), AfterValidator(_id_prefix)]
 # A bare string is a sequence of characters, never a list of services.
 Services = tuple[ServiceName, ...] | None
 
@@ -135,7 +163,20 @@ class ActiveParams(_Params):
     severity: Severity | None = None
 
 
-class PurgeParams(Clock):
+class PrefixParams(_Params):
+    prefix: AlertIdPrefix
+    open_only: Annotated[bool, Strict()] = False
+    limit: Annotated[int, Field(strict=True, ge=1, le=PREFIX_MATCHES_MAX)]
+
+
+class RetentionParams(Clock):
     older_than: PositiveDuration
     rollups_older_than: PositiveDuration
+
+
+class PurgeParams(RetentionParams):
     batch_size: Annotated[int, Field(strict=True, ge=1, le=PURGE_BATCH_MAX)]
+
+
+class DashboardParams(Clock):
+    window: Annotated[PositiveDuration, Field(le=DASHBOARD_WINDOW_MAX)]
