@@ -22,14 +22,13 @@ from sqlalchemy.pool import NullPool
 from benchmarks.measure import describe, plan_nodes
 from cim_monitoring import make_engine, record_check, record_checks
 from cim_monitoring.histogram import BOUNDS, RELATIVE_ERROR, best_estimate
-from cim_monitoring.models import HEALTH_STATUSES, LATENCY_BUCKETS, ServiceHealthCheck
+from cim_monitoring.models import LATENCY_BUCKETS, ServiceHealthCheck
+from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 SPAN = 3 * DAY
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reference_rollup(face: Face | Session, grain: timedelta) -> list[tuple[object, ...]]:

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from cim_monitoring.errors import AlertNotFound, InvalidTransition
-from cim_monitoring.models import SEVERITIES
 from cim_monitoring.repository._common import ALERTS, at
 from cim_monitoring.schemas import AlertIn, AlertOut
 from cim_monitoring.schemas.params import ActiveParams, Clock, ResolveParams, TransitionParams
+from cim_monitoring.vocabulary import SEVERITIES
 
 logger = logging.getLogger(__name__)
 
