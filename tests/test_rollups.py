@@ -19,11 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from benchmarks.measure import describe, plan_nodes
 from cim_monitoring import make_engine, record_check, record_checks
 from cim_monitoring.histogram import BOUNDS, RELATIVE_ERROR, best_estimate
 from cim_monitoring.models import LATENCY_BUCKETS, ServiceHealthCheck
 from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
+from workbench.plans import describe, plan_nodes
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
