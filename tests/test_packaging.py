@@ -15,14 +15,11 @@ from pathlib import Path
 
 import pytest
 from declared import ROOT, requirements
+from imports import python_files
 from packaging.utils import canonicalize_name
 
 PACKAGE = ROOT / "cim_monitoring"
 DISTRIBUTIONS = importlib.metadata.packages_distributions()
-
-
-def python_files(*folders: Path) -> list[Path]:
-    return sorted(path for folder in folders for path in folder.rglob("*.py"))
 
 
 LIBRARY = [
