@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from declared import ROOT
-from imports import Kind, module_name, problems, python_files
+from imports import MAY_IMPORT, Kind, module_name, problems, python_files
 
 PACKAGE = ROOT / "cim_monitoring"
 FILES = {
@@ -49,6 +49,25 @@ def found(kind: Kind) -> dict[str, set[str]]:
         if lines:
             breaches[str(path.relative_to(ROOT))] = {re.sub(r"^line \d+: ", "", x) for x in lines}
     return breaches
+
+
+def documented_parts() -> dict[str, frozenset[str]]:
+    """The library's rows of README's Architecture table: part -> what it may import."""
+    section = (ROOT / "README.md").read_text().split("\n## Architecture\n")[1].split("\n## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if not line.startswith("| `") or cells[0].startswith(("`cli/`", "`workbench/`")):
+            continue
+        may = frozenset(re.findall(r"`([a-z_]+)/?`", cells[1]))
+        for name in re.findall(r"`([^`]+)`", cells[0].split(" (")[0]):
+            part = {"cim_monitoring": "", "alembic/env.py": "_alembic"}.get(name, name.rstrip("/"))
+            rows[f"cim_monitoring.{part}".rstrip(".")] = may
+    return rows
+
+
+def test_the_readme_states_the_rules_the_test_enforces() -> None:
+    assert documented_parts() == MAY_IMPORT
 
 
 @pytest.mark.parametrize("kind", list(Kind), ids=[kind.value for kind in Kind])
