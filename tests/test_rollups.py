@@ -227,6 +227,25 @@ def test_rollups_outlive_purged_raw_rows_until_their_own_retention(face: Face) -
     assert stats.total == 24
 
 
+def test_a_rollup_bucket_goes_only_once_all_of_it_is_past_retention(face: Face) -> None:
+    """``now`` mid-hour: the cut-off (now - rollups_older_than) falls inside an hour and a day,
+    and the hour and the day that straddle it stay, as what is left of them is still within
+    retention."""
+    face.record_checks(
+        [{"service_name": "api", "status": "down", "created_at": T0 + n * HOUR} for n in range(48)]
+    )
+    now = T0 + 40 * DAY + 90 * timedelta(minutes=1)  # the cut-off: T0 + 1 day + 1 h 30 min
+    result = face.purge_expired(older_than=30 * DAY, rollups_older_than=39 * DAY, now=now)
+    assert result.rollups == 25 + 1  # the hours up to T0 + 1 day, and the first day
+    oldest = face.execute(
+        text(
+            "SELECT (SELECT min(hour) FROM service_health_hourly), "
+            "(SELECT min(day) FROM service_health_daily)"
+        )
+    ).one()
+    assert tuple(oldest) == (T0 + DAY + HOUR, T0 + DAY)
+
+
 def test_an_admin_member_who_is_not_superuser_feeds_the_rollups(face: Face) -> None:
     """Through INSERT and through record_checks, whose COPY is staged under RLS."""
     role = f"cim_test_writer_{uuid.uuid4().hex[:12]}"
