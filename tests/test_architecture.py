@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from declared import ROOT
-from imports import MAY_IMPORT, Kind, module_name, problems, python_files
+from import_rules import MAY_IMPORT, Kind, module_name, problems, python_files
 
 PACKAGE = ROOT / "cim_monitoring"
 FILES = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from declared import ROOT, requirements
-from imports import python_files
+from import_rules import python_files
 from packaging.utils import canonicalize_name
 
 PACKAGE = ROOT / "cim_monitoring"
