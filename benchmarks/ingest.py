@@ -15,14 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.measure import median_ms
 from cim_monitoring import record_check, record_checks
-from cim_monitoring.repository.checks import _COPY
+from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
 
+_COLUMNS = ", ".join(HEALTH_CHECK_COLUMNS)
+_COPY = f"COPY service_health_checks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # What a caller of psycopg would declare: the driver serializes the details dict itself.
 _COPY_TYPES = ["text", "text", "int4", "jsonb", "text", "timestamptz"]
-_INSERT_ONE = (
-    "INSERT INTO service_health_checks (service_name, status, latency_ms, probe_details, "
-    "created_at) VALUES (%s, %s, %s, %s, %s)"
-)
+_INSERT_ONE = f"INSERT INTO service_health_checks ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
 
 
 def probes(count: int, start: datetime) -> list[dict[str, Any]]:
@@ -98,6 +97,7 @@ def one_per_transaction(
                     row["status"],
                     row["latency_ms"],
                     psycopg.types.json.Jsonb(row["probe_details"]),
+                    None,
                     row["created_at"],
                 ),
             )

@@ -14,8 +14,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks.dataset import Dataset
-from benchmarks.measure import StatementLog, median_ms, plan_summary
+from benchmarks.measure import median_ms, plan_summary
 from cim_monitoring import (
     active_alerts,
     check_history,
@@ -24,6 +23,8 @@ from cim_monitoring import (
     service_stats,
     status_series,
 )
+from workbench.fleet import Dataset
+from workbench.plans import StatementLog
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from benchmarks import dataset, ingest
+from benchmarks import ingest
 from benchmarks.operations import Row, queries, run_purge, run_query
 from cim_monitoring import make_engine, make_session_factory, migrations
+from workbench import fleet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,7 +71,7 @@ def main() -> None:
         migrations.upgrade(connection)
     factory = make_session_factory(engine)
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    data = dataset.build(engine, rows=arguments.rows, end=end)
+    data = fleet.build(engine, rows=arguments.rows, end=end)
     print(f"data set: {data.rows} checks over {data.days:.1f} days, built")
 
     results = [run_query(engine, factory, query, 20 if quick else 50) for query in queries(data)]

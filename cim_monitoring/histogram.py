@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from cim_monitoring.vocabulary import INT32_MAX
+
 RELATIVE_ERROR = 0.1
-INT32_MAX = 2**31 - 1
 
 
 def _error(low: int, high: int, estimate: int) -> float:

@@ -30,6 +30,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cim_monitoring.errors import ConfigurationError
+from cim_monitoring.vocabulary import (
+    ALERT_STATUSES,
+    ALERT_TYPE_PATTERN,
+    CONTROL_CHARACTERS_PATTERN,
+    HEALTH_STATUSES,
+    SERVICE_NAME_MAX,
+    SEVERITIES,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -38,14 +46,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-HEALTH_STATUSES = ("healthy", "degraded", "down")
-SEVERITIES = ("info", "warning", "critical")
-ALERT_STATUSES = ("active", "acknowledged", "resolved")
-SERVICE_NAME_MAX = 100
-ALERT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-# ASCII C0 controls, DEL and the C1 block; NUL cannot reach a text column at all.
-CONTROL_CHARACTERS_PATTERN = r"[\u0001-\u001f\u007f-\u009f]"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 import cim_monitoring
 from cim_monitoring import aio, make_engine, make_session_factory, repository, session_scope
+from workbench.plans import Statement, StatementLog, explain
 
 T = TypeVar("T")
 REPOSITORY = frozenset(repository.__all__)
@@ -50,6 +51,20 @@ class Face:
 
     def scalar(self, statement: Executable, params: dict[str, Any] | None = None) -> Any:
         return self.execute(statement, params).scalar_one()
+
+    @contextmanager
+    def statements(self) -> Iterator[StatementLog]:
+        """The statements the face sends on its connection inside the block."""
+        connection = self.kind.run(self.session.connection())
+        # The async face runs the sync functions on the sync Connection underneath.
+        with StatementLog().capture(getattr(connection, "sync_connection", connection)) as log:
+            yield log
+
+    def plan(self, statement: Statement) -> Any:
+        """The ``EXPLAIN (FORMAT JSON)`` document of a captured statement, in the face's
+        transaction (so it sees the test's rows)."""
+        connection = self.kind.run(self.session.connection())
+        return self.kind.run(connection.exec_driver_sql(*explain(statement))).scalar_one()
 
     @contextmanager
     def rolled_back(self) -> Iterator[None]:

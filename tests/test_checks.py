@@ -3,6 +3,7 @@ through both faces (sync Session and AsyncSession)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -160,6 +161,26 @@ def test_record_checks_rejects_a_bad_row_by_index_and_keeps_nothing(
     assert f"{bad_index}.{field}" in str(caught.value)
     assert count(face) == 1  # nothing of the batch; the caller's row and transaction remain
     assert face.record_checks(rows[:5]) == 5
+
+
+def test_record_checks_as_an_application_role_writes_each_batch_once(face: Face) -> None:
+    """A non-superuser member of monitoring_admin, as the application connects: RLS applies, so
+    record_checks stages its COPY in a temporary table that lives as long as the session. Calls
+    in one transaction, one of them refused after its first chunk had streamed, must not write
+    any row of another call again, nor keep any row of the refused one."""
+    role = f"cim_test_writer_{uuid.uuid4().hex[:12]}"
+    face.execute(text(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS"))
+    face.execute(text(f"GRANT monitoring_admin TO {role}"))
+    face.execute(text(f"SET LOCAL ROLE {role}"))
+    assert face.scalar(text("SELECT row_security_active('service_health_checks')")) is True
+    assert face.record_checks([{"service_name": "first", "status": "healthy"}] * 2) == 2
+    refused = [{"service_name": "refused", "status": "healthy"}] * CHUNK_SIZE
+    with pytest.raises(ValidationError):
+        face.record_checks([*refused, {"service_name": "refused", "status": "unknown"}])
+    assert face.record_checks([{"service_name": "second", "status": "down"}] * 3) == 3
+    name = ServiceHealthCheck.service_name
+    written = face.execute(select(name, func.count()).group_by(name).order_by(name)).all()
+    assert [tuple(row) for row in written] == [("first", 2), ("second", 3)]
 
 
 def test_record_checks_rejects_a_non_mapping(face: Face) -> None:

@@ -99,19 +99,21 @@ def test_each_session_factory_refuses_the_other_faces_engine(migrated_url: URL) 
 def test_async_session_factory_accepts_the_host_apps_engine(migrated_url: URL) -> None:
     host_engine = create_async_engine(migrated_url)
 
-    async def count_alerts() -> int:
+    async def record_and_read() -> list[tuple[str, str]]:
         factory = make_async_session_factory(host_engine)
         assert factory.kw["bind"] is host_engine
-        async with factory() as session:
-            return (await session.execute(text("SELECT count(*) FROM alert_events"))).scalar_one()
+        async with factory() as session:  # closed without a commit: nothing stays
+            await aio.record_check(session, {"service_name": "host-engine", "status": "down"})
+            latest = await aio.latest_status(session, ["host-engine"])
+            return [(status.service_name, status.status) for status in latest]
 
-    async def run() -> int:
+    async def run() -> list[tuple[str, str]]:
         try:
-            return await count_alerts()
+            return await record_and_read()
         finally:
             await host_engine.dispose()
 
-    assert asyncio.run(run()) >= 0
+    assert asyncio.run(run()) == [("host-engine", "down")]
 
 
 def test_session_factory_accepts_the_host_apps_engine(migrated_url: URL) -> None:
@@ -119,9 +121,13 @@ def test_session_factory_accepts_the_host_apps_engine(migrated_url: URL) -> None
     try:
         factory = make_session_factory(host_engine)
         assert factory.kw["bind"] is host_engine
-        with factory() as session:
+        with factory() as session:  # closed without a commit: nothing stays
             assert session.get_bind() is host_engine
-            assert session.execute(text("SELECT count(*) FROM alert_events")).scalar_one() >= 0
+            repository.record_check(session, {"service_name": "host-engine", "status": "down"})
+            latest = repository.latest_status(session, ["host-engine"])
+            assert [(status.service_name, status.status) for status in latest] == [
+                ("host-engine", "down")
+            ]
     finally:
         host_engine.dispose()
 

@@ -183,23 +183,30 @@ def test_a_failing_revision_leaves_no_trace_of_the_whole_upgrade(
     assert _version(engine) == [HEAD]
 
 
+@pytest.mark.parametrize(
+    ("table", "change", "gap"),
+    [
+        ("alert_events", "NO FORCE", "row level security is not forced"),
+        (VERSION_TABLE, "DISABLE", "row level security is off"),
+    ],
+)
 def test_an_upgrade_stopping_at_an_unprotected_state_is_refused(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, table: str, change: str, gap: str
 ) -> None:
-    """A revision that leaves one of our tables without row level security is not committed,
-    whatever revision the upgrade stops at."""
+    """A revision that leaves one of our tables, the version table too, without row level
+    security is not committed, whatever revision the upgrade stops at."""
     ini = history_with_extra_revision(
         tmp_path,
         revision="fa11ed000002",
         message="turns row level security off",
         upgrade=[
             "op.execute(\"SET LOCAL lock_timeout = '5s'\")",
-            'op.execute("ALTER TABLE alert_events NO FORCE ROW LEVEL SECURITY")',
+            f'op.execute("ALTER TABLE {table} {change} ROW LEVEL SECURITY")',
         ],
     )
     with (
         engine.connect() as connection,
-        pytest.raises(MigrationError, match="table alert_events would be left unprotected"),
+        pytest.raises(MigrationError, match=f"table {table} would be left unprotected \\({gap}\\)"),
     ):
         upgrade_history(ini, connection)
     assert _version(engine) == []

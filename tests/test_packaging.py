@@ -2,7 +2,7 @@
 
 ``pip install cim-monitoring`` brings the core dependencies only, so the library (cim_monitoring/
 outside cli/, and the migrations that ship inside it) may import nothing else; the command may
-also use the ``cli`` extra; tests and benchmarks anything ``dev`` brings.
+also use the ``cli`` extra; tests, benchmarks and their shared workbench anything ``dev`` brings.
 """
 
 from __future__ import annotations
@@ -15,21 +15,18 @@ from pathlib import Path
 
 import pytest
 from declared import ROOT, requirements
+from import_rules import python_files
 from packaging.utils import canonicalize_name
 
 PACKAGE = ROOT / "cim_monitoring"
 DISTRIBUTIONS = importlib.metadata.packages_distributions()
 
 
-def python_files(*folders: Path) -> list[Path]:
-    return sorted(path for folder in folders for path in folder.rglob("*.py"))
-
-
 LIBRARY = [
     path for path in python_files(PACKAGE, ROOT / "alembic") if PACKAGE / "cli" not in path.parents
 ]
 COMMAND = python_files(PACKAGE / "cli")
-TESTS_AND_BENCHMARKS = python_files(ROOT / "tests", ROOT / "benchmarks")
+TESTS_AND_BENCHMARKS = python_files(ROOT / "tests", ROOT / "benchmarks", ROOT / "workbench")
 
 
 def third_party_imports(path: Path) -> Iterator[str]:

@@ -1,6 +1,6 @@
 """Plan shapes of the dashboard queries: the intended indexes and rollups, never a sequential
-scan of service_health_checks. Deterministic (plans, not timings), on the benchmark's data set
-at a small size: 50 services probed every minute for a day, 20k resolved alerts, ANALYZEd."""
+scan of service_health_checks. Deterministic (plans, not timings), on the benchmarks' synthetic
+fleet at a small size: 50 services probed every minute for a day, 20k resolved alerts, ANALYZEd."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from scratch import migrated_engine
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from benchmarks import dataset
-from benchmarks.measure import StatementLog, describe, plan_nodes
 from cim_monitoring import (
     active_alerts,
     alerts_by_id_prefix,
@@ -25,6 +23,8 @@ from cim_monitoring import (
     service_stats,
     status_series,
 )
+from workbench import fleet
+from workbench.plans import StatementLog, explain, scans
 
 if TYPE_CHECKING:
     from conftest import PostgresServer
@@ -38,25 +38,21 @@ CHECKS_BY_SERVICE = "ix_service_health_checks_service_name_created_at"
 @pytest.fixture(scope="module")
 def engine(pg_server: PostgresServer) -> Iterator[Engine]:
     for engine in migrated_engine(pg_server):
-        dataset.build(engine, rows=dataset.SERVICES * 24 * 60, end=END, resolved_alerts=20_000)
+        fleet.build(engine, rows=fleet.SERVICES * 24 * 60, end=END, resolved_alerts=20_000)
         yield engine
 
 
-def scans(engine: Engine, call: Callable[[Session], object]) -> set[str]:
+def scans_of(engine: Engine, call: Callable[[Session], object]) -> set[str]:
     """Every scan in the plans of every statement ``call`` sends."""
     log = StatementLog()
     with log.capture(engine), make_session_factory(engine)() as session:
         call(session)
-    found = set()
     with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        for statement in log.statements:
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement.sql, statement.params or None)
-            [[document]] = cursor.fetchall()
-            found |= {
-                describe(n) for n in plan_nodes(document[0]["Plan"]) if "Scan" in n["Node Type"]
-            }
-    return found
+        return {
+            scan
+            for statement in log.statements
+            for scan in scans(connection.exec_driver_sql(*explain(statement)).scalar_one())
+        }
 
 
 def uses(found: set[str], name: str) -> bool:
@@ -91,7 +87,7 @@ CASES: dict[str, tuple[Callable[[Session], object], tuple[str, ...]]] = {
 @pytest.mark.parametrize("case", CASES)
 def test_dashboard_query_plan(engine: Engine, case: str) -> None:
     call, indexes = CASES[case]
-    found = scans(engine, call)
+    found = scans_of(engine, call)
     assert "Seq Scan service_health_checks" not in found, found
     for index in indexes:
         assert uses(found, index), found

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from cim_monitoring import HealthCheckOut
-from cim_monitoring.repository.queries import _LATEST_ALL, _LATEST_OF
+from workbench.plans import scans
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -47,10 +47,6 @@ def test_latest_status_rejects_bad_names(face: Face) -> None:
         face.latest_status(["a\x00"])
 
 
-def _plan(face: Face, sql: str, **params: object) -> str:
-    return "\n".join(face.execute(text("EXPLAIN " + sql), params).scalars())
-
-
 def test_latest_status_walks_the_index_even_for_a_long_silent_service(face: Face) -> None:
     busy = (
         {
@@ -63,14 +59,15 @@ def test_latest_status_walks_the_index_even_for_a_long_silent_service(face: Face
     face.record_checks(busy)
     face.record_check({"service_name": "silent", "status": "down", "created_at": T0 - 60 * DAY})
     face.execute(text("ANALYZE service_health_checks"))
-    for sql, params in [
-        (str(_LATEST_ALL), {}),
-        (str(_LATEST_OF), {"services": ["svc1", "silent"]}),
-    ]:
-        plan = _plan(face, sql, **params)
-        assert "Seq Scan" not in plan, plan
-        assert "ix_service_health_checks_created_at" not in plan, plan
-        assert "ix_service_health_checks_service_name_created_at" in plan
+    with face.statements() as sent:
+        face.latest_status()
+        face.latest_status(["svc1", "silent"])
+    assert len(sent.statements) == 2
+    for statement in sent.statements:
+        found = scans(face.plan(statement))
+        assert not [scan for scan in found if scan.startswith("Seq Scan")], found
+        assert not [scan for scan in found if scan.endswith(" ix_service_health_checks_created_at")]
+        assert "Index Scan ix_service_health_checks_service_name_created_at" in found, found
     latest = {s.service_name: s for s in face.latest_status()}
     assert len(latest) == 11
     assert latest["silent"].created_at == T0 - 60 * DAY

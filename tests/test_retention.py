@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select, text
 from cim_monitoring import (
     PurgeResult,
     make_session_factory,
+    purge_expired,
     record_checks,
 )
 from cim_monitoring.models import AlertEvent, ServiceHealthCheck
@@ -177,3 +178,34 @@ def test_purge_with_an_engine_while_ingest_goes_on(
         assert live == ingested
         assert sorted(set(checks_left(face))) == [NOW - 30 * DAY, NOW]
         assert alerts_left(face) == seeded["kept_alerts"]
+
+
+def test_a_purge_skips_the_rows_another_purge_holds(
+    face_kind: FaceKind, scratch_engine: Engine
+) -> None:
+    """Two purges at once: the second deletes what the first has not locked and returns, rather
+    than queueing behind the first's open transaction; its lock_timeout turns a wait into an
+    error instead of a hang."""
+    cutoff = NOW - 30 * DAY
+
+    def checks(count: int, created_at: datetime) -> list[dict[str, object]]:
+        return [{"service_name": "api", "status": "down", "created_at": created_at}] * count
+
+    factory = make_session_factory(scratch_engine)
+    with factory.begin() as session:
+        record_checks(
+            session, [*checks(5, cutoff - 10 * DAY), *checks(7, cutoff - DAY), *checks(3, NOW)]
+        )
+    with factory() as holder:
+        # A purge with a longer retention deletes, and so locks, the oldest rows; its
+        # transaction stays open while the second purge runs.
+        first = purge_expired(holder, older_than=35 * DAY, now=NOW)
+        assert first.health_checks == 5
+        engine = face_kind.engine(
+            scratch_engine.url, connect_args={"options": "-c lock_timeout=2s"}
+        )
+        second = face_kind.purge_expired(engine, now=NOW)
+        assert second.health_checks == 7
+        holder.commit()
+    with face_kind.begin(engine) as face:
+        assert checks_left(face) == [NOW] * 3

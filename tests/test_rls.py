@@ -85,6 +85,33 @@ def test_every_table_the_migrations_create_is_forced(connection: Connection) -> 
     assert list(unprotected) == []
 
 
+def test_the_version_table_has_rls_enabled_and_one_read_policy(connection: Connection) -> None:
+    """Enabled, not forced (whoever migrates owns and writes it); monitoring_admin may read it,
+    nobody else gets a row even with a privilege."""
+    protection = connection.execute(
+        text(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE oid = 'cim_monitoring_alembic_version'::regclass"
+        )
+    ).one()
+    assert tuple(protection) == (True, False)
+    policies = connection.execute(
+        text(
+            "SELECT policyname, permissive, roles::text[], cmd, qual FROM pg_policies "
+            "WHERE tablename = 'cim_monitoring_alembic_version'"
+        )
+    ).all()
+    assert [tuple(p) for p in policies] == [
+        (
+            "cim_monitoring_alembic_version_admin_read",
+            "PERMISSIVE",
+            ["monitoring_admin"],
+            "SELECT",
+            "true",
+        )
+    ]
+
+
 def test_admin_policies(connection: Connection) -> None:
     policies = connection.execute(
         text(

@@ -19,17 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from benchmarks.measure import describe, plan_nodes
 from cim_monitoring import make_engine, record_check, record_checks
 from cim_monitoring.histogram import BOUNDS, RELATIVE_ERROR, best_estimate
-from cim_monitoring.models import HEALTH_STATUSES, LATENCY_BUCKETS, ServiceHealthCheck
+from cim_monitoring.models import LATENCY_BUCKETS, ServiceHealthCheck
+from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
+from workbench.plans import describe, plan_nodes
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 SPAN = 3 * DAY
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reference_rollup(face: Face | Session, grain: timedelta) -> list[tuple[object, ...]]:
@@ -226,6 +225,25 @@ def test_rollups_outlive_purged_raw_rows_until_their_own_retention(face: Face) -
     assert result.rollups == 24 + 1  # the first day: its 24 hours and the day itself
     [stats] = face.service_stats(start=T0, end=T0 + 2 * DAY)
     assert stats.total == 24
+
+
+def test_a_rollup_bucket_goes_only_once_all_of_it_is_past_retention(face: Face) -> None:
+    """``now`` mid-hour: the cut-off (now - rollups_older_than) falls inside an hour and a day,
+    and the hour and the day that straddle it stay, as what is left of them is still within
+    retention."""
+    face.record_checks(
+        [{"service_name": "api", "status": "down", "created_at": T0 + n * HOUR} for n in range(48)]
+    )
+    now = T0 + 40 * DAY + 90 * timedelta(minutes=1)  # the cut-off: T0 + 1 day + 1 h 30 min
+    result = face.purge_expired(older_than=30 * DAY, rollups_older_than=39 * DAY, now=now)
+    assert result.rollups == 25 + 1  # the hours up to T0 + 1 day, and the first day
+    oldest = face.execute(
+        text(
+            "SELECT (SELECT min(hour) FROM service_health_hourly), "
+            "(SELECT min(day) FROM service_health_daily)"
+        )
+    ).one()
+    assert tuple(oldest) == (T0 + DAY + HOUR, T0 + DAY)
 
 
 def test_an_admin_member_who_is_not_superuser_feeds_the_rollups(face: Face) -> None:

@@ -9,7 +9,7 @@ import pytest
 from cases import ALERT, BAD_ALERT_FIELDS, BAD_CHECK_FIELDS, CHECK
 from pydantic import ValidationError
 
-from cim_monitoring import AlertIn, HealthCheckIn
+from cim_monitoring import AlertIn, HealthCheckIn, ServiceHealthCheck
 from cim_monitoring.schemas import DETAILS_MAX_BYTES
 from cim_monitoring.schemas.params import (
     HistoryParams,
@@ -18,6 +18,7 @@ from cim_monitoring.schemas.params import (
     StatsParams,
     TransitionParams,
 )
+from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -141,3 +142,13 @@ def test_arguments_are_validated(model: type, kwargs: dict[str, Any], field: str
     with pytest.raises(ValidationError) as caught:
         model(**kwargs)
     assert any(line["loc"] and line["loc"][-1] == field for line in caught.value.errors())
+
+
+def test_a_health_check_s_columns_are_declared_once() -> None:
+    """The input model and the table (but its identity) hold the vocabulary's columns, in its
+    order: the COPY, its staging table and the benchmarks' SQL are built from that list."""
+    assert tuple(HealthCheckIn.model_fields) == HEALTH_CHECK_COLUMNS
+    writable = [
+        column.name for column in ServiceHealthCheck.__table__.columns if not column.identity
+    ]
+    assert tuple(writable) == HEALTH_CHECK_COLUMNS

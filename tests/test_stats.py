@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cim_monitoring import ServiceStats
-from cim_monitoring.models import HEALTH_STATUSES
+from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -182,7 +182,7 @@ def test_status_series_buckets_are_epoch_aligned_and_complete(face: Face) -> Non
 def test_status_series_of_an_unknown_service_is_all_empty_buckets(face: Face) -> None:
     bucket = timedelta(minutes=7)
     series = face.status_series("nobody", start=T0, end=T0 + HOUR, bucket=bucket)
-    first = T0 - (T0 - datetime(1970, 1, 1, tzinfo=UTC)) % bucket
+    first = T0 - (T0 - EPOCH) % bucket
     expected = [first + i * bucket for i in range(20) if first + i * bucket < T0 + HOUR]
     assert first == T0 - 6 * MINUTE
     assert [b.start for b in series] == expected

@@ -90,6 +90,18 @@ def test_the_application_role_can_verify(connection: Connection) -> None:
             "can read service_health_checks (policy everyone)",
             "drop or narrow policy everyone",
         ),
+        (
+            "ALTER TABLE cim_monitoring_alembic_version DISABLE ROW LEVEL SECURITY",
+            "version_table",
+            "row level security is disabled on cim_monitoring_alembic_version",
+            "ALTER TABLE cim_monitoring_alembic_version ENABLE ROW LEVEL SECURITY",
+        ),
+        (
+            "GRANT SELECT, UPDATE ON cim_monitoring_alembic_version TO PUBLIC",
+            "version_table",
+            "PUBLIC holds SELECT, UPDATE on cim_monitoring_alembic_version",
+            "REVOKE ALL ON cim_monitoring_alembic_version FROM PUBLIC",
+        ),
     ],
     ids=[
         "index",
@@ -100,6 +112,8 @@ def test_the_application_role_can_verify(connection: Connection) -> None:
         "sequence",
         "schema-create",
         "open-policy",
+        "version-table-rls",
+        "version-table-public",
     ],
 )
 def test_damage_is_a_failed_finding_with_its_fix(

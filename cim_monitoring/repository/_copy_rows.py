@@ -18,11 +18,12 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails
 
-from cim_monitoring.models import HEALTH_STATUSES
 from cim_monitoring.schemas import HealthCheckIn
-from cim_monitoring.schemas.fields import COMPACT_JSON, DETAILS_MAX_BYTES, INT32_MAX, MESSAGE_MAX
+from cim_monitoring.schemas.fields import COMPACT_JSON
+from cim_monitoring.vocabulary import DETAILS_MAX_BYTES, HEALTH_STATUSES, INT32_MAX, MESSAGE_MAX
 
 CheckInput = HealthCheckIn | Mapping[str, Any]
+# The wire type of each of HEALTH_CHECK_COLUMNS, in its order, as every Row below holds them.
 # jsonb's binary wire format: a version byte, then the JSON text. Sending it as bytea skips a
 # second serialization in the driver; COPY only needs the bytes to match the column.
 COPY_TYPES = ["text", "text", "int4", "bytea", "text", "timestamptz"]

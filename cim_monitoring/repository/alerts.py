@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from cim_monitoring.errors import AlertNotFound, InvalidTransition
-from cim_monitoring.models import SEVERITIES
 from cim_monitoring.repository._common import ALERTS, at
 from cim_monitoring.schemas import AlertIn, AlertOut
 from cim_monitoring.schemas.params import (
@@ -31,6 +30,7 @@ from cim_monitoring.schemas.params import (
     ResolveParams,
     TransitionParams,
 )
+from cim_monitoring.vocabulary import SEVERITIES
 
 logger = logging.getLogger(__name__)
 

@@ -20,13 +20,14 @@ from cim_monitoring.repository._common import CHECKS, stopwatch
 from cim_monitoring.repository._copy_rows import COPY_TYPES, CheckInput, Row, copy_rows
 from cim_monitoring.schemas import HealthCheckIn, HealthCheckOut
 from cim_monitoring.schemas.params import Clock
+from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 # Rows validated per step of the COPY: the writer thread sends one chunk while the next is
 # checked, and a bad row is reported together with the other bad rows of its chunk.
 CHUNK_SIZE = 1000
-_COLUMNS = "service_name, status, latency_ms, probe_details, error_message, created_at"
+_COLUMNS = ", ".join(HEALTH_CHECK_COLUMNS)
 _COPY = f"COPY service_health_checks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # PostgreSQL refuses COPY FROM into a table whose RLS applies to the current role (every
 # application role; only superusers and BYPASSRLS roles escape it). Such roles COPY into a
@@ -34,10 +35,10 @@ _COPY = f"COPY service_health_checks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # policies check and the rollup trigger sees as one statement, as it sees a COPY.
 _STAGING = "cim_monitoring_checks_staging"
 _RLS_APPLIES = text("SELECT row_security_active('service_health_checks')")
+# Its columns and their types are the table's own: declared nowhere else.
 _CREATE_STAGING = text(
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (service_name text, status text, "
-    "latency_ms integer, probe_details jsonb, error_message text, created_at timestamptz) "
-    "ON COMMIT DELETE ROWS"
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS "  # noqa: S608
+    f"AS SELECT {_COLUMNS} FROM service_health_checks WITH NO DATA"
 )
 _COPY_STAGING = f"COPY {_STAGING} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _MOVE_STAGED = text(

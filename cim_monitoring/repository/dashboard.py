@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cim_monitoring.models import HEALTH_STATUSES, SEVERITIES
 from cim_monitoring.repository.alerts import active_alerts
 from cim_monitoring.repository.queries import database_now, latest_status
 from cim_monitoring.repository.rollups import HOUR, ROLLUPS, floor
 from cim_monitoring.repository.stats import service_stats
 from cim_monitoring.schemas import Dashboard, HourStatus, ServiceSummary
 from cim_monitoring.schemas.params import DashboardParams
+from cim_monitoring.vocabulary import HEALTH_STATUSES, SEVERITY_RANK
 
 TIMELINE_HOURS = 24
 _HOURLY = ROLLUPS[HOUR]
@@ -53,7 +53,7 @@ def dashboard(
                 uptime=figures.uptime if figures else None,
                 p95_ms=figures.p95_ms if figures else None,
                 open_alerts=len(severities),
-                worst_open_severity=max(severities, key=SEVERITIES.index, default=None),
+                worst_open_severity=max(severities, key=SEVERITY_RANK.__getitem__, default=None),
                 timeline=timelines.get(name) or _timeline(now, {}),
             )
         )

@@ -23,7 +23,7 @@ _PROBE = """
      ORDER BY h.service_name, h.created_at DESC, h.id DESC
      LIMIT 1
 """
-_COLUMNS = "(latest).service_name, (latest).status, (latest).latency_ms, (latest).created_at"
+_COLUMNS = ", ".join(f"(latest).{name}" for name in ServiceStatus.model_fields)
 # PostgreSQL has no skip scan: enumerate services by jumping from one name to the next.
 _LATEST_ALL = text(
     f"""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 from typing import cast as typed
@@ -44,18 +44,15 @@ from sqlalchemy.types import NullType
 
 from cim_monitoring import histogram
 from cim_monitoring.models import (
-    HEALTH_STATUSES,
     LATENCY_BUCKETS,
     ServiceHealthDaily,
     ServiceHealthHourly,
 )
 from cim_monitoring.repository._common import CHECKS
+from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-# Buckets are aligned to the Unix epoch, so the same bucket size always yields the same edges
-# (and whole UTC hours and days line up with the rollups).
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ROLLUPS = {
     DAY: typed(Table, ServiceHealthDaily.__table__),
     HOUR: typed(Table, ServiceHealthHourly.__table__),

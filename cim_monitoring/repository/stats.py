@@ -19,12 +19,10 @@ from sqlalchemy import ColumnElement, DateTime, Float, Label, Row, Table, func, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from cim_monitoring.models import HEALTH_STATUSES
 from cim_monitoring.repository._common import CHECKS
 from cim_monitoring.repository.rollups import (
     BUCKET_WIDTH,
     DAY,
-    EPOCH,
     HOUR,
     Aggregate,
     aggregate,
@@ -32,6 +30,7 @@ from cim_monitoring.repository.rollups import (
 )
 from cim_monitoring.schemas import ServiceStats, StatusBucket
 from cim_monitoring.schemas.params import SeriesParams, StatsParams
+from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
 
 _PERCENTILES = (0.5, 0.95, 0.99)
 

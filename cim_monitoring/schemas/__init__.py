@@ -1,6 +1,5 @@
 """Validated inputs and frozen outputs of the repository API."""
 
-from cim_monitoring.schemas.fields import DETAILS_MAX_BYTES, DETAILS_MAX_DEPTH, MESSAGE_MAX
 from cim_monitoring.schemas.inputs import AlertIn, HealthCheckIn
 from cim_monitoring.schemas.outputs import (
     AlertOut,
@@ -16,6 +15,7 @@ from cim_monitoring.schemas.outputs import (
     StatusBucket,
 )
 from cim_monitoring.schemas.params import AlertIdPrefix
+from cim_monitoring.vocabulary import DETAILS_MAX_BYTES, DETAILS_MAX_DEPTH, MESSAGE_MAX
 
 __all__ = [
     "DETAILS_MAX_BYTES",

@@ -13,24 +13,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, Field, Strict, StringConstraints
 
-from cim_monitoring.models import (
+from cim_monitoring.vocabulary import (
     ALERT_TYPE_PATTERN,
     CONTROL_CHARACTERS_PATTERN,
+    DETAILS_MAX_BYTES,
+    DETAILS_MAX_DEPTH,
     HEALTH_STATUSES,
+    INT32_MAX,
+    MESSAGE_MAX,
     SERVICE_NAME_MAX,
     SEVERITIES,
 )
-
-# Serialized (compact JSON, UTF-8) size cap of probe_details / details: a probe or alert that
-# wants to attach more than this is attaching a payload, not a diagnosis.
-DETAILS_MAX_BYTES = 64 * 1024
-# Free-text columns (alert and probe error messages) have no CHECK; this bound keeps one
-# misbehaving caller from writing megabytes per row.
-MESSAGE_MAX = 10_000
-INT32_MAX = 2**31 - 1
-# Nesting depth cap of probe_details / details: deeper objects would exhaust the recursion of
-# the JSON encoder (here, in psycopg and in PostgreSQL) long before reaching the size cap.
-DETAILS_MAX_DEPTH = 64
 
 _CONTROL = re.compile(CONTROL_CHARACTERS_PATTERN)
 # Built once: json.dumps with non-default options would construct an encoder per call.

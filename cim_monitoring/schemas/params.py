@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import string
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import (
@@ -29,6 +29,7 @@ from cim_monitoring.schemas.fields import (
     StrictUtcDatetime,
 )
 from cim_monitoring.schemas.outputs import HealthCheckOut
+from cim_monitoring.vocabulary import EPOCH
 
 HISTORY_LIMIT_MAX = 1000
 # A chart wider than this is a query for rollups, not for raw-row buckets.
@@ -38,8 +39,6 @@ PURGE_BATCH_MAX = 100_000
 DASHBOARD_WINDOW_MAX = timedelta(days=3660)
 # Alerts an id prefix may match in one call: enough to name the candidates of an ambiguous one.
 PREFIX_MATCHES_MAX = 100
-# status_series aligns its buckets to this origin (PostgreSQL's date_bin origin argument).
-SERIES_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -141,7 +140,7 @@ class SeriesParams(TimeRange):
         # Buckets are aligned to the Unix epoch: the first one starts at or before ``start``,
         # and must still be a representable date (year 1 or later).
         try:
-            SERIES_ORIGIN + (start - SERIES_ORIGIN) // bucket * bucket
+            EPOCH + (start - EPOCH) // bucket * bucket
         except OverflowError:
             raise ValueError("puts the first epoch-aligned bucket before year 1") from None
         return bucket

@@ -94,6 +94,11 @@ def _examine(connection: Connection) -> Iterator[Finding]:
     yield from _findings(
         "sequences", "sequences: no privilege for anybody", access.sequences(connection)
     )
+    yield from _findings(
+        "version_table",
+        f"{migrations.VERSION_TABLE}: row level security enabled, nothing for PUBLIC or anon",
+        access.version_table(connection),
+    )
     for table in Base.metadata.sorted_tables:
         oid = _oid(connection, table.name)
         if oid is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, text
 
-from cim_monitoring.objects import FUNCTION_SCHEMA, ObjectKind, owned_objects
+from cim_monitoring.objects import FUNCTION_SCHEMA, VERSION_TABLE, ObjectKind, owned_objects
 from cim_monitoring.verify.schema import DIALECT, Problem
 
 ADMIN_ROLE = "monitoring_admin"
@@ -65,6 +65,30 @@ def function_schema(connection: Connection) -> list[Problem]:
         )
         for row in connection.execute(_SCHEMA_GRANTS, {"schema": FUNCTION_SCHEMA})
     ]
+
+
+def version_table(connection: Connection) -> list[Problem]:
+    """Our version table: RLS enabled (not forced: whoever migrates writes it), so only its
+    read policy lets anyone but the owner see it; PUBLIC and anon hold nothing on it."""
+    row = connection.execute(_VERSION_TABLE, {"table": VERSION_TABLE}).one_or_none()
+    if row is None:  # not migrated yet: the revision check says so
+        return []
+    problems = []
+    if not row.enabled:
+        problems.append(
+            Problem(
+                f"row level security is disabled on {VERSION_TABLE}",
+                f"ALTER TABLE {VERSION_TABLE} ENABLE ROW LEVEL SECURITY",
+            )
+        )
+    problems.extend(
+        Problem(
+            f"{grantee} holds {privileges} on {VERSION_TABLE}",
+            f"REVOKE ALL ON {VERSION_TABLE} FROM {grantee}",
+        )
+        for grantee, privileges in row.exposed
+    )
+    return problems
 
 
 def row_security(connection: Connection, oid: int, table: Table) -> list[Problem]:
@@ -204,6 +228,18 @@ _SCHEMA_GRANTS = text(
     """
 )
 _ROW_SECURITY = text("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = :oid")
+_VERSION_TABLE = text(
+    """
+    SELECT c.relrowsecurity AS enabled,
+           ARRAY(SELECT ARRAY[grantee, string_agg(privilege, ', ' ORDER BY privilege)]
+                   FROM (SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE 'anon' END AS grantee,
+                                a.privilege_type AS privilege
+                           FROM aclexplode(c.relacl) AS a
+                          WHERE a.grantee = 0 OR a.grantee = to_regrole('anon')) AS open
+                  GROUP BY grantee ORDER BY grantee) AS exposed
+      FROM pg_class AS c WHERE c.oid = to_regclass(:table)
+    """
+)
 _POLICIES = text(
     """
     SELECT policyname AS name, roles::text[] AS roles, cmd, permissive, qual, with_check

@@ -1,4 +1,5 @@
-"""The benchmark data set, generated inside PostgreSQL (generate_series) in a few statements.
+"""A synthetic fleet's data, generated inside PostgreSQL (generate_series) in a few statements:
+the benchmarks' data set, and the plan tests' at a small size.
 
 ``services`` services probed once a minute for ``rows / (services * 1440)`` days up to ``end``,
 one of them silent for all but its first week (the case that sends a naive "latest status"
@@ -13,6 +14,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
+
 SERVICES = 50
 PER_DAY = 24 * 60
 SILENT_SERVICE = "svc-00"
@@ -21,15 +24,14 @@ RESOLVED_ALERTS = 100_000
 OPEN_ALERTS = 5
 
 _CHECKS = text(
-    """
-    INSERT INTO service_health_checks
-        (service_name, status, latency_ms, probe_details, error_message, created_at)
+    f"""
+    INSERT INTO service_health_checks ({", ".join(HEALTH_CHECK_COLUMNS)})
     SELECT format('svc-%s', lpad(s::text, 2, '0')),
            CASE WHEN m % 997 = 0 THEN 'down' WHEN m % 101 = 0 THEN 'degraded' ELSE 'healthy' END,
            CASE WHEN m % 997 = 0 THEN NULL
                 ELSE 20 + (m * 7919 + s * 104729) % 180 + CASE WHEN m % 50 = 0 THEN 2000 ELSE 0 END
            END,
-           '{"code": 200}'::jsonb,
+           '{{"code": 200}}'::jsonb,
            NULL,
            CAST(:start AS timestamptz) + m * interval '1 minute'
       FROM generate_series(0, :services - 1) AS s,
