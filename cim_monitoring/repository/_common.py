@@ -10,10 +10,17 @@ from typing import cast
 
 from sqlalchemy import ColumnElement, DateTime, Table, func, literal
 
-from cim_monitoring.models import AlertEvent, ServiceHealthCheck
+from cim_monitoring.models import (
+    AlertEvent,
+    ServiceHealthChange,
+    ServiceHealthCheck,
+    ServiceHealthState,
+)
 
 CHECKS = cast(Table, ServiceHealthCheck.__table__)
 ALERTS = cast(Table, AlertEvent.__table__)
+STATES = cast(Table, ServiceHealthState.__table__)
+CHANGES = cast(Table, ServiceHealthChange.__table__)
 
 
 def at(now: datetime | None) -> ColumnElement[datetime]:
