@@ -1,7 +1,9 @@
 """Sustained load: ``python -m benchmarks.load --seconds 60 --rate 500 --batch-rate 20``.
 
-Two open-loop streams run side by side for ``--seconds`` against ``--url`` (default
-``DATABASE_URL``; the database must already be migrated to head):
+Two open-loop streams run side by side for ``--seconds`` against the database of ``--url``
+(default ``DATABASE_URL``, a superuser's; the database must already be migrated to head), as the
+production role ``cim_bench_app`` (``benchmarks.role``); the superuser only checks the revision,
+counts the persisted rows and cleans up:
 
 * single: ``--rate`` calls/s of ``record_check``, each in its own transaction
   (``factory.begin()``), served by ``--workers`` threads;
@@ -44,6 +46,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from benchmarks import role
 from benchmarks.run import RESULTS
 from cim_monitoring import (
     make_engine,
@@ -441,7 +444,7 @@ def _arguments() -> argparse.Namespace:
 
 
 def _load_engine(url: str, connections: int) -> Engine:
-    return make_engine(
+    return role.app_engine(
         url,
         # One connection per worker, made up front: the pool is never what a call waits for.
         pool_size=connections,
