@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from benchmarks.measure import driver, median_ms
 from cim_monitoring import record_check
 from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
+from workbench.fleet import service_name
 
 _COLUMNS = ", ".join(HEALTH_CHECK_COLUMNS)
 _COPY = f"COPY service_health_checks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
@@ -41,11 +42,6 @@ _INSERT_ONE = f"INSERT INTO service_health_checks ({_COLUMNS}) VALUES (%s, %s, %
 Rows = list[dict[str, Any]]
 # One way of writing a batch of rows on a session; the caller owns the transaction.
 Method = Callable[[Session, Rows], object]
-
-
-def service_name(number: int, services: int) -> str:
-    """``svc-07`` of 50 services, ``svc-0007`` of 5000: names sort in service order."""
-    return f"svc-{number:0{max(len(str(services - 1)), 2)}d}"
 
 
 def probes(

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks import ingest, role
@@ -67,6 +67,27 @@ def table(rows: list[Row]) -> str:
         + line[-1]
         for line in [header, *lines]
     )
+
+
+def write(
+    output: Path | None, name: str, engine: Engine, results: list[Row], **about: object
+) -> None:
+    """``results`` as JSON, with ``about`` and what they were measured on, to ``output``
+    (default ``results/<name>.json``)."""
+    output = output or RESULTS / f"{name}.json"
+    with engine.connect() as connection:
+        server = connection.execute(text("SHOW server_version")).scalar_one()
+    document = {
+        **about,
+        "postgresql": server,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "results": [{**asdict(row), "ratio": row.ratio} for row in results],
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"written to {output}")
 
 
 def ingest_rows(
@@ -129,24 +150,16 @@ def main() -> None:
         )
     )
     results.append(run_purge(engine, factory, data, 3))
-    with engine.connect() as connection:
-        server = connection.execute(text("SHOW server_version")).scalar_one()
-
     engine.dispose()
     print(table(results))
-    output = arguments.output or RESULTS / f"run-{arguments.rows}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "rows": data.rows,
-        "days": data.days,
-        "postgresql": server,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "results": [{**asdict(row), "ratio": row.ratio} for row in results],
-    }
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"written to {output}")
+    write(
+        arguments.output,
+        f"run-{arguments.rows}",
+        superuser,
+        results,
+        rows=data.rows,
+        days=data.days,
+    )
 
 
 if __name__ == "__main__":
