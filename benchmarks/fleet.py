@@ -67,7 +67,8 @@ def _arguments() -> argparse.Namespace:
 
 def _data(superuser: Engine, services: int, reuse: bool) -> fleet_scale.FleetData:
     # Data built under an older revision may lack what a newer one derives from the checks.
-    migrated = set(migrations.current(superuser)) != set(migrations.heads())
+    revisions = set(migrations.current(superuser))
+    migrated = bool(revisions) and revisions != set(migrations.heads())
     with superuser.begin() as connection:
         migrations.upgrade(connection)
     found = fleet_scale.existing(superuser, services) if reuse and not migrated else None
