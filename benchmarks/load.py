@@ -1,7 +1,9 @@
 """Sustained load: ``python -m benchmarks.load --seconds 60 --rate 500 --batch-rate 20``.
 
-Two open-loop streams run side by side for ``--seconds`` against ``--url`` (default
-``DATABASE_URL``; the database must already be migrated to head):
+Two open-loop streams run side by side for ``--seconds`` against the database of ``--url``
+(default ``DATABASE_URL``, a superuser's; the database must already be migrated to head), as the
+production role ``cim_bench_app`` (``benchmarks.role``); the superuser only checks the revision,
+counts the persisted rows and cleans up:
 
 * single: ``--rate`` calls/s of ``record_check``, each in its own transaction
   (``factory.begin()``), served by ``--workers`` threads;
@@ -17,7 +19,7 @@ of offered); the same goes to JSON under ``benchmarks/results/`` (git-ignored). 
 when a stream had errors, did not hold its rate, or its rows could not be removed afterwards.
 
 Every row is written under the service-name prefix ``load-<run id>-`` and deleted at the end,
-together with the rollup rows the insert trigger made for those services, so the script can be
+together with the rows the insert triggers derived for those services, so the script can be
 pointed at a database that holds real data. It also checks that exactly the acknowledged rows
 were persisted before deleting them.
 """
@@ -44,6 +46,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from benchmarks import role
 from benchmarks.run import RESULTS
 from cim_monitoring import (
     make_engine,
@@ -59,9 +62,16 @@ HELD_SHARE = 0.99
 # Every call is bounded, so a stuck server cannot keep the run going forever; a call that hits
 # it counts as an error.
 STATEMENT_TIMEOUT_MS = 30_000
-# Tables the load writes: the raw checks and the two rollups the AFTER INSERT trigger fills.
-# Rollups are never updated by deletes, so their rows for our services are removed explicitly.
-_TABLES = ("service_health_checks", "service_health_hourly", "service_health_daily")
+# Tables the load writes: the raw checks, and what the insert triggers derive from them (the two
+# rollups, each service's state and status changes). Deletes do not update those, so their rows
+# for our services are removed explicitly.
+_TABLES = (
+    "service_health_checks",
+    "service_health_hourly",
+    "service_health_daily",
+    "service_health_state",
+    "service_health_changes",
+)
 _ERROR_SAMPLES = 5
 
 
@@ -441,7 +451,7 @@ def _arguments() -> argparse.Namespace:
 
 
 def _load_engine(url: str, connections: int) -> Engine:
-    return make_engine(
+    return role.app_engine(
         url,
         # One connection per worker, made up front: the pool is never what a call waits for.
         pool_size=connections,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Engine
+import psycopg
+from sqlalchemy import Connection, Engine
 
 from workbench.plans import Statement, explain, scans
 
@@ -20,10 +22,18 @@ def median_ms(work: Callable[[], object], repeat: int) -> float:
     return statistics.median(timings)
 
 
+def driver(connection: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under ``connection`` (our engines use no other driver)."""
+    raw = connection.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"expected a psycopg connection, got {type(raw).__name__}")
+    return raw
+
+
 def plan_summary(engine: Engine, statement: Statement) -> str:
     """The scans of ``statement``'s plan, in plan order, each named once."""
     with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = driver(connection).cursor()
         cursor.execute(*explain(statement))
         [[document]] = cursor.fetchall()
         connection.rollback()

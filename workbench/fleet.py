@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from cim_monitoring import Base
 from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
 
 SERVICES = 50
@@ -70,6 +71,29 @@ class Dataset:
         return (self.end - self.start) / timedelta(days=1)
 
 
+def name_width(services: int) -> int:
+    """Digits in the service numbers of a fleet of ``services``: at least two."""
+    return max(len(str(services - 1)), 2)
+
+
+def service_name(number: int, services: int) -> str:
+    """``svc-07`` of 50 services, ``svc-0007`` of 5000: names sort in number order."""
+    return f"svc-{number:0{name_width(services)}d}"
+
+
+def empty(connection: Connection) -> None:
+    """Empty every monitoring table the models declare (raw checks, rollups, alerts, and any
+    table a later revision adds), so no derived row outlives its checks."""
+    names = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    connection.execute(text(f"TRUNCATE {names}"))
+
+
+def vacuum_analyze(engine: Engine) -> None:
+    """What autovacuum would do after a bulk load: visibility map and statistics."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE"))
+
+
 def build(
     engine: Engine, *, rows: int, end: datetime, resolved_alerts: int = RESOLVED_ALERTS
 ) -> Dataset:
@@ -77,12 +101,7 @@ def build(
     minutes = max(rows // SERVICES, 60)
     start = end - timedelta(minutes=minutes)
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "TRUNCATE service_health_checks, service_health_hourly, service_health_daily, "
-                "alert_events"
-            )
-        )
+        empty(connection)
         connection.execute(
             _CHECKS,
             {
@@ -96,6 +115,5 @@ def build(
         connection.execute(_ALERTS, {**span, "services": SERVICES, "resolved": resolved_alerts})
         connection.execute(_OPEN, {"end": end, "open": OPEN_ALERTS})
         count = connection.execute(text("SELECT count(*) FROM service_health_checks")).scalar_one()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE"))
+    vacuum_analyze(engine)
     return Dataset(start=start, end=end, rows=count)
