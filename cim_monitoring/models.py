@@ -203,6 +203,46 @@ class ServiceHealthDaily(_Rollup, Base):
     __table_args__ = (_histogram_check(),)
 
 
+class ServiceHealthState(Base):
+    """The newest check of one service by ``(created_at, id)``, kept by a trigger on
+    service_health_checks in the inserting transaction; an older check never replaces it."""
+
+    __tablename__ = "service_health_state"
+
+    service_name: Mapped[str] = mapped_column(primary_key=True)
+    status: Mapped[str]
+    latency_ms: Mapped[int | None]
+    checked_at: Mapped[datetime]
+    check_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        _service_name_check(),
+        CheckConstraint(_in("status", HEALTH_STATUSES), name="status_valid"),
+        CheckConstraint("latency_ms >= 0", name="latency_ms_non_negative"),
+    )
+
+
+class ServiceHealthChange(Base):
+    """A check whose status differs from its service's previous check by ``(created_at, id)``
+    (the first check of a service: from None). Kept by the same trigger, backfills merged;
+    purged with the rollups, each service's newest change kept."""
+
+    __tablename__ = "service_health_changes"
+
+    service_name: Mapped[str] = mapped_column(primary_key=True)
+    changed_at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    check_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    from_status: Mapped[str | None]
+    to_status: Mapped[str]
+
+    __table_args__ = (
+        _service_name_check(),
+        CheckConstraint(_in("from_status", HEALTH_STATUSES), name="from_status_valid"),
+        CheckConstraint(_in("to_status", HEALTH_STATUSES), name="to_status_valid"),
+        CheckConstraint("from_status IS DISTINCT FROM to_status", name="is_a_change"),
+    )
+
+
 def _refuse_create(table: Table, *_: Any, **__: Any) -> None:
     raise ConfigurationError(
         f"{table.name} is created by cim-monitoring's migrations, not by create_all(): the "

@@ -16,6 +16,10 @@ _INSERTS = {
     + _ROLLUP_ROW.replace("{time}", "hour"),
     "service_health_daily": "INSERT INTO service_health_daily "
     + _ROLLUP_ROW.replace("{time}", "day"),
+    "service_health_state": "INSERT INTO service_health_state "
+    "(service_name, status, checked_at, check_id) VALUES ({service}, 'healthy', now(), 1)",
+    "service_health_changes": "INSERT INTO service_health_changes "
+    "(service_name, changed_at, check_id, to_status) VALUES ({service}, now(), 1, 'healthy')",
 }
 
 

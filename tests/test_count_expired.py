@@ -17,7 +17,14 @@ HOUR = timedelta(hours=1)
 NOW = datetime(2024, 3, 1, 10, 30, tzinfo=UTC)
 CUTOFF = NOW - 30 * DAY
 ROLLUP_CUTOFF = NOW - 400 * DAY
-TABLES = ("service_health_checks", "alert_events", "service_health_hourly", "service_health_daily")
+TABLES = (
+    "service_health_checks",
+    "alert_events",
+    "service_health_hourly",
+    "service_health_daily",
+    "service_health_state",
+    "service_health_changes",
+)
 
 
 def rows(face: Face) -> dict[str, int]:
@@ -35,6 +42,12 @@ def seed(face: Face) -> None:
     ]
     face.record_checks(
         {"service_name": "api", "status": "healthy", "created_at": at} for at in moments
+    )
+    # Silent since before both cut-offs: its state goes, and its first change (the newer one
+    # still tells its status); its two hours and two days of rollups are older than theirs.
+    face.record_checks(
+        {"service_name": "gone", "status": status, "created_at": ROLLUP_CUTOFF - days * DAY}
+        for status, days in (("down", 2), ("healthy", 1))
     )
     for alert_type, resolved_at in (
         ("old", CUTOFF - DAY),
@@ -55,16 +68,24 @@ def test_counts_exactly_what_purge_expired_then_deletes(face: Face) -> None:
     counted = face.count_expired(now=NOW)
     assert counted.model_dump() == {
         "cutoff": CUTOFF,
-        "health_checks": 4,
+        "health_checks": 6,
         "alerts": 1,
-        "rollups": 3,
+        "rollups": 7,
+        "changes": 1,
+        "states": 1,
         "oldest_check_at": ROLLUP_CUTOFF - 2 * DAY,
     }
     assert rows(face) == before, "counting deletes nothing"
     purged = face.purge_expired(now=NOW)
     assert purged.model_dump() == counted.model_dump(exclude={"oldest_check_at"})
     after = face.count_expired(now=NOW)
-    assert (after.health_checks, after.alerts, after.rollups) == (0, 0, 0)
+    assert (after.health_checks, after.alerts, after.rollups, after.changes, after.states) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     assert after.oldest_check_at is None
 
 

@@ -1,5 +1,5 @@
-"""``purge``: retention, deleting old health checks, resolved alerts and rollups with a
-progress bar; ``--dry-run`` counts the same rows and deletes nothing."""
+"""``purge``: retention, deleting old health checks, resolved alerts, rollups and status
+changes with a progress bar; ``--dry-run`` counts the same rows and deletes nothing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cim_monitoring.cli.durations import duration_label, duration_option
 # purge_expired reports only when it is done; cut-offs stepping from the oldest expired check
 # to the real one give the progress bar true steps, each call still deleting in bounded batches.
 PURGE_STEPS = 20
+_COUNTED = ("health_checks", "alerts", "states", "rollups", "changes")
 
 
 def purge(
@@ -29,7 +30,9 @@ def purge(
     rollups_older_than: Annotated[
         timedelta,
         duration_option(
-            "--rollups-older-than", "Delete hourly and daily rollups ended before now minus this."
+            "--rollups-older-than",
+            "Delete hourly and daily rollups ended, and status changes (but each service's "
+            "newest) made, before now minus this.",
         ),
     ] = timedelta(days=400),
     dry_run: Annotated[
@@ -40,7 +43,7 @@ def purge(
     ] = 5000,
 ) -> None:
     """Delete health checks, and alerts resolved, before now minus --older-than, and rollups
-    older than --rollups-older-than."""
+    and status changes older than --rollups-older-than."""
     with database() as engine:
         with migrated_session(engine) as session:
             expired = count_expired(
@@ -62,7 +65,7 @@ def purge(
                     batch_size=batch_size,
                     now=cutoff + older_than,
                 )
-                deleted.update(result.model_dump(include={"health_checks", "alerts", "rollups"}))
+                deleted.update(result.model_dump(include=set(_COUNTED)))
                 bar.update(
                     task, completed=deleted.total(), total=max(_total(expired), deleted.total())
                 )
@@ -71,14 +74,15 @@ def purge(
 
 
 def _total(rows: PurgeResult) -> int:
-    return rows.health_checks + rows.alerts + rows.rollups
+    return sum(getattr(rows, field) for field in _COUNTED)
 
 
 def _rows(rows: PurgeResult, rollups_older_than: timedelta) -> str:
     when = rows.cutoff.isoformat(timespec="seconds")
     return (
-        f"{rows.health_checks} health checks and {rows.alerts} resolved alerts from before "
-        f"{when}, and {rows.rollups} rollup rows older than {duration_label(rollups_older_than)}"
+        f"{rows.health_checks} health checks, {rows.alerts} resolved alerts and "
+        f"{rows.states} service states from before {when}, and {rows.rollups} rollup rows and "
+        f"{rows.changes} status changes older than {duration_label(rollups_older_than)}"
     )
 
 

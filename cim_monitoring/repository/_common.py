@@ -20,7 +20,7 @@ from cim_monitoring.models import (
 
 CHECKS = cast(Table, ServiceHealthCheck.__table__)
 ALERTS = cast(Table, AlertEvent.__table__)
-STATE = cast(Table, ServiceHealthState.__table__)
+STATES = cast(Table, ServiceHealthState.__table__)
 CHANGES = cast(Table, ServiceHealthChange.__table__)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import Integer, Text, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from cim_monitoring.repository._common import CHECKS, STATE
+from cim_monitoring.repository._common import CHECKS, STATES
 from cim_monitoring.schemas import HealthCheckOut, ServiceStatus
 from cim_monitoring.schemas.outputs import trusted_rows
 from cim_monitoring.schemas.params import HistoryParams, LatestParams
@@ -17,10 +17,10 @@ from cim_monitoring.schemas.params import HistoryParams, LatestParams
 # The trigger on service_health_checks keeps one row per service, its newest check, in the
 # inserting transaction: as exact as the raw rows, one small row per service to read.
 _LATEST_ALL = select(
-    STATE.c.service_name, STATE.c.status, STATE.c.latency_ms, STATE.c.checked_at
-).order_by(STATE.c.service_name)
+    STATES.c.service_name, STATES.c.status, STATES.c.latency_ms, STATES.c.checked_at
+).order_by(STATES.c.service_name)
 _LATEST_OF = _LATEST_ALL.where(
-    STATE.c.service_name == any_(bindparam("services", type_=ARRAY(Text())))
+    STATES.c.service_name == any_(bindparam("services", type_=ARRAY(Text())))
 )
 
 # Built once, every value a bound parameter: constructing and compiling the SELECT anew was a

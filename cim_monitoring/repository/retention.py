@@ -1,11 +1,12 @@
 """Retention: delete expired health checks, long-resolved alerts and old rollups in bounded
 batches. Rollups are kept much longer than raw checks: they answer uptime and percentiles for
-ranges whose raw rows are gone."""
+ranges whose raw rows are gone. Status changes go with the rollups, except each service's
+newest one, which still tells its status; a service's state goes with its last raw check."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
@@ -16,13 +17,14 @@ from sqlalchemy import (
     Engine,
     Table,
     delete,
+    exists,
     func,
     select,
     tuple_,
 )
 from sqlalchemy.orm import Session
 
-from cim_monitoring.repository._common import ALERTS, CHECKS, stopwatch
+from cim_monitoring.repository._common import ALERTS, CHANGES, CHECKS, STATES, stopwatch
 from cim_monitoring.repository.queries import database_now
 from cim_monitoring.repository.rollups import DAY, HOUR, ROLLUPS, TIME_COLUMNS, floor
 from cim_monitoring.schemas import ExpiredRows, PurgeResult
@@ -43,8 +45,9 @@ def purge_expired(
     now: datetime | None = None,
     rollups_older_than: timedelta = DEFAULT_ROLLUP_RETENTION,
 ) -> PurgeResult:
-    """Delete checks created before ``now - older_than`` and alerts resolved before it, and
-    hourly and daily rollups that end before ``now - rollups_older_than``.
+    """Delete checks created before ``now - older_than``, alerts resolved before it and the
+    state of services whose newest check is older; hourly and daily rollups that end before
+    ``now - rollups_older_than``, and status changes older than that but each service's newest.
 
     Open alerts are never deleted, however old. Each DELETE takes at most ``batch_size`` rows
     and skips rows another purge has locked. Given an ``Engine``, every batch commits on its
@@ -61,19 +64,16 @@ def purge_expired(
     execute = _executor(target)
     with stopwatch() as elapsed:
         now = params.now or _database_now(target)
-        checks, alerts, *rollups = (
-            _drain(execute, expired, params.batch_size) for expired in _expired(now, params)
+        deleted = _by_field(
+            (expired.field, _drain(execute, expired, params.batch_size))
+            for expired in _expired(now, params)
         )
-    result = PurgeResult(
-        cutoff=now - params.older_than, health_checks=checks, alerts=alerts, rollups=sum(rollups)
-    )
+    result = PurgeResult(cutoff=now - params.older_than, **deleted)
     logger.info(
         "expired rows purged",
         extra={
-            "count": checks + alerts,
-            "health_checks": checks,
-            "alerts": alerts,
-            "rollups": result.rollups,
+            "count": result.health_checks + result.alerts,
+            **deleted,
             "cutoff": result.cutoff.isoformat(),
             "duration_ms": elapsed(),
         },
@@ -95,40 +95,65 @@ def count_expired(
     expired = _expired(now, params)
     counts = [select(func.count()).select_from(e.table).where(e.where) for e in expired]
     oldest = select(func.min(CHECKS.c.created_at)).where(expired[0].where)
-    checks, alerts, *rollups, oldest_at = session.execute(
+    *found, oldest_at = session.execute(
         select(*(query.scalar_subquery() for query in [*counts, oldest]))
     ).one()
     return ExpiredRows(
         cutoff=now - params.older_than,
-        health_checks=checks,
-        alerts=alerts,
-        rollups=sum(rollups),
         oldest_check_at=oldest_at,
+        **_by_field(zip((e.field for e in expired), found, strict=True)),
     )
 
 
-class _Expired(NamedTuple):
-    """The rows of ``table`` that ``where`` selects, oldest first along an index by ``order``."""
+def _by_field(counts: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Counts summed by the :class:`PurgeResult` field they belong to."""
+    totals: dict[str, int] = {}
+    for field, count in counts:
+        totals[field] = totals.get(field, 0) + count
+    return totals
 
+
+class _Expired(NamedTuple):
+    """The rows of ``table`` that ``where`` selects, oldest first along an index by ``order``,
+    counted in the :class:`PurgeResult` field ``field``."""
+
+    field: str
     table: Table
     where: ColumnElement[bool]
     order: ColumnElement[Any]
 
 
 def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
-    """What retention deletes at ``now``: checks, resolved alerts, hourly and daily rollups."""
+    """What retention deletes at ``now``: checks (first: count_expired reads its condition),
+    resolved alerts, states, hourly and daily rollups, status changes."""
     cutoff = now - params.older_than
+    rollups_cutoff = now - params.rollups_older_than
     # resolved_at >= created_at: the created_at bound lets the scan stop at the cut-off.
     resolved = (ALERTS.c.status == "resolved") & (ALERTS.c.resolved_at < cutoff)
     found = [
-        _Expired(CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at),
-        _Expired(ALERTS, resolved & (ALERTS.c.created_at < cutoff), ALERTS.c.created_at),
+        _Expired("health_checks", CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at),
+        _Expired("alerts", ALERTS, resolved & (ALERTS.c.created_at < cutoff), ALERTS.c.created_at),
+        _Expired("states", STATES, STATES.c.checked_at < cutoff, STATES.c.checked_at),
     ]
     for grain in (HOUR, DAY):
         table = ROLLUPS[grain]
         time = table.c[TIME_COLUMNS[grain]]
         # A bucket goes only when all of it is older than the cut-off.
-        found.append(_Expired(table, time < floor(now - params.rollups_older_than, grain), time))
+        found.append(_Expired("rollups", table, time < floor(rollups_cutoff, grain), time))
+    newer = CHANGES.alias("newer")
+    newer_change = exists().where(
+        newer.c.service_name == CHANGES.c.service_name,
+        tuple_(newer.c.changed_at, newer.c.check_id)
+        > tuple_(CHANGES.c.changed_at, CHANGES.c.check_id),
+    )
+    found.append(
+        _Expired(
+            "changes",
+            CHANGES,
+            (CHANGES.c.changed_at < rollups_cutoff) & newer_change,
+            CHANGES.c.changed_at,
+        )
+    )
     return found
 
 

@@ -178,12 +178,15 @@ class AlertOut(_Out):
 
 class PurgeResult(_Out):
     """What one retention run deleted, and the cut-off it used for checks and alerts;
-    ``rollups`` counts hourly and daily rollup rows together."""
+    ``rollups`` counts hourly and daily rollup rows together, ``changes`` status changes,
+    ``states`` the state rows of services with no check since the cut-off."""
 
     cutoff: UtcDatetime
     health_checks: int
     alerts: int
     rollups: int = 0
+    changes: int = 0
+    states: int = 0
 
 
 class ExpiredRows(PurgeResult):

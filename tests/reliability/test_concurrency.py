@@ -45,6 +45,34 @@ DUPLICATE_OPEN = text(
     "WHERE status <> 'resolved' GROUP BY 1, 2 HAVING count(*) > 1"
 )
 
+STATE = text(
+    "SELECT service_name, status, checked_at, check_id FROM service_health_state ORDER BY 1"
+)
+STATE_REFERENCE = text(
+    "SELECT DISTINCT ON (service_name) service_name, status, created_at, id "
+    "FROM service_health_checks ORDER BY service_name, created_at DESC, id DESC"
+)
+_OLDEST = (
+    "(SELECT created_at, id FROM service_health_checks AS o "
+    "WHERE o.service_name = {table}.service_name ORDER BY created_at, id LIMIT 1)"
+)
+CHANGES_AFTER_OLDEST = text(
+    "SELECT service_name, changed_at, check_id, from_status, to_status "
+    "FROM service_health_changes AS c "
+    f"WHERE ROW(changed_at, check_id) > {_OLDEST.format(table='c')} ORDER BY 1, 2, 3"
+)
+CHANGES_AFTER_OLDEST_REFERENCE = text(
+    """
+    SELECT service_name, created_at, id, previous, status
+      FROM (SELECT service_name, created_at, id, status,
+                   lag(status) OVER (PARTITION BY service_name ORDER BY created_at, id)
+                       AS previous
+              FROM service_health_checks) AS h
+     WHERE previous IS DISTINCT FROM status AND previous IS NOT NULL
+     ORDER BY 1, 2, 3
+    """
+)
+
 
 @pytest.fixture(scope="module")
 def busy_engine(pg_server: PostgresServer) -> Iterator[Engine]:
@@ -167,6 +195,14 @@ def test_writers_purges_and_alerts_at_once(busy_engine: Engine) -> None:
         )
         assert by_age == {False: WRITERS * (PER_WRITER - EXPIRED)}
         assert purged["health_checks"] == WRITERS * EXPIRED
+        # Shuffled rows make most batches backfills, merged while purges delete under them:
+        # the state is still each writer's newest check, and the changes after the oldest
+        # check left are exactly those of the rows left (before it, purged rows had a say).
+        assert connection.execute(STATE).all() == connection.execute(STATE_REFERENCE).all()
+        assert (
+            connection.execute(CHANGES_AFTER_OLDEST).all()
+            == connection.execute(CHANGES_AFTER_OLDEST_REFERENCE).all()
+        )
         assert purged["runs"] >= 2
         assert duplicates_seen == []
         assert connection.execute(DUPLICATE_OPEN).all() == []

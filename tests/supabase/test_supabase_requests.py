@@ -137,6 +137,12 @@ def test_rollups_follow_the_checks_for_an_admin_claim_only(supabase_db: Supabase
         assert api.request(ADMIN, rollups, (service,)).rows == [(1,)]
         assert api.request(NOT_ADMINS[0], rollups, (service,)).rows == [(0,)]
     finally:
-        for table in ("service_health_checks", "service_health_hourly", "service_health_daily"):
+        for table in (
+            "service_health_checks",
+            "service_health_hourly",
+            "service_health_daily",
+            "service_health_state",
+            "service_health_changes",
+        ):
             delete = f"DELETE FROM {table} WHERE service_name = %s"
             api.request(SERVICE, delete, (service,), commit=True)
