@@ -6,7 +6,7 @@ Timestamps are converted to UTC whatever the connection's ``TimeZone`` setting i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, timedelta
 from functools import cache
 from typing import Annotated, Any, TypeVar, get_args
@@ -26,10 +26,14 @@ OutT = TypeVar("OutT", bound=_Out)
 # without its per-call walk over the fields (defaults, aliases): that walk cost more than
 # validating. tests/test_trusted_rows.py holds the result equal to a validated one.
 _SLOTS = BaseModel.__dict__
-_set_values = _SLOTS["__dict__"].__set__
-_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
-_set_extra = _SLOTS["__pydantic_extra__"].__set__
-_set_private = _SLOTS["__pydantic_private__"].__set__
+_BUILDER_NAMESPACE = {
+    "UTC": UTC,
+    "new": object.__new__,
+    "set_values": _SLOTS["__dict__"].__set__,
+    "set_fields_set": _SLOTS["__pydantic_fields_set__"].__set__,
+    "set_extra": _SLOTS["__pydantic_extra__"].__set__,
+    "set_private": _SLOTS["__pydantic_private__"].__set__,
+}
 
 
 def trusted_rows(model: type[OutT], rows: Iterable[Sequence[Any]]) -> list[OutT]:
@@ -37,33 +41,46 @@ def trusted_rows(model: type[OutT], rows: Iterable[Sequence[Any]]) -> list[OutT]
     ``model``, without validation: only for rows read back from our own tables, whose
     constraints hold what validation would check (validating 5,000 rows took several times
     as long as fetching them). Moments are still converted to UTC, as validation does."""
+    built: list[OutT] = _builder(model)(rows)
+    return built
+
+
+@cache
+def _builder(model: type[_Out]) -> Callable[[Iterable[Sequence[Any]]], list[Any]]:
+    """The loop of :func:`trusted_rows`, written out for ``model``'s fields, as
+    ``collections.namedtuple`` writes its methods: each row unpacked into locals and its dict
+    built as a literal took 25 % less time than ``dict(zip(names, row))`` and a loop over the
+    moments, the difference between more and less than twice a bare fetch at 5,000 rows. The
+    source holds only the field names (identifiers of our own models) and fixed text."""
     names = tuple(model.model_fields)
     moments = _moments(model)
-    # Shared by the instances: a frozen model's set of fields never changes (model_copy
-    # copies it before it adds to it).
-    fields_set = set(names)
-    new, set_values, set_fields_set, set_extra, set_private = (
-        object.__new__,
-        _set_values,
-        _set_fields_set,
-        _set_extra,
-        _set_private,
-    )
-    found: list[OutT] = []
-    append = found.append
-    for row in rows:
-        values = dict(zip(names, row, strict=False))
-        for name in moments:
-            moment = values[name]
-            if moment is not None and moment.tzinfo is not UTC:
-                values[name] = moment.astimezone(UTC)
-        instance = new(model)
-        set_values(instance, values)
-        set_fields_set(instance, fields_set)
-        set_extra(instance, None)
-        set_private(instance, None)
-        append(instance)
-    return found
+    locals_ = [f"v{index}" for index in range(len(names))]
+    lines = [
+        "def build(rows):",
+        "    found = []",
+        "    append = found.append",
+        f"    for {', '.join(locals_)}, in rows:",
+        *(
+            f"        if {value} is not None and {value}.tzinfo is not UTC: "
+            f"{value} = {value}.astimezone(UTC)"
+            for name, value in zip(names, locals_, strict=True)
+            if name in moments
+        ),
+        "        instance = new(model)",
+        "        set_values(instance, {"
+        + ", ".join(f"{name!r}: {value}" for name, value in zip(names, locals_, strict=True))
+        + "})",
+        # Shared: a frozen model's set of fields never changes (model_copy copies it first).
+        "        set_fields_set(instance, fields_set)",
+        "        set_extra(instance, None)",
+        "        set_private(instance, None)",
+        "        append(instance)",
+        "    return found",
+    ]
+    namespace = {**_BUILDER_NAMESPACE, "model": model, "fields_set": set(names)}
+    exec("\n".join(lines), namespace)  # noqa: S102 - our own field names, see the docstring
+    build: Callable[[Iterable[Sequence[Any]]], list[Any]] = namespace["build"]
+    return build
 
 
 @cache
