@@ -45,9 +45,8 @@ def dashboard(
         alerts[alert.service_name].append(alert.severity)
     timelines = _timelines(session, now)
     since = {
-        name: listed[-1].started_at
-        for name, listed in overlapping(session, now, now + _INSTANT, None).by_service.items()
-        if listed
+        run.service_name: run.started_at
+        for run in overlapping(session, now, now + _INSTANT, None).runs
     }
     services = []
     for name in sorted(latest.keys() | stats.keys() | alerts.keys()):

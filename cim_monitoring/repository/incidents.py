@@ -194,17 +194,27 @@ def incidents(
     started_at``, for an ongoing one ``min(end, now()) - started_at`` (never negative).
     """
     params = IncidentsParams(start=start, end=end, services=services)
-    found = overlapping(session, params.start, params.end, params.services)
-    return [incident for listed in found.by_service.values() for incident in listed]
+    return trusted_rows(
+        Incident, overlapping(session, params.start, params.end, params.services).runs
+    )
+
+
+class Run(NamedTuple):
+    """An incident as :func:`overlapping` finds it; moments in the session's time zone."""
+
+    service_name: str
+    started_at: datetime
+    ended_at: datetime | None
+    worst_status: str
+    duration: timedelta
 
 
 class Overlapping(NamedTuple):
-    """The incidents overlapping a window by service, in name order: every service named,
-    with an empty list when it had none, or else every service that had one; and the
-    database's ``now()`` (None when no service had one)."""
+    """The incidents overlapping a window, by service and start, and the database's
+    ``now()`` (None when there is none)."""
 
     now: datetime | None
-    by_service: dict[str, list[Incident]]
+    runs: list[Run]
 
 
 def overlapping(
@@ -213,27 +223,31 @@ def overlapping(
     end: datetime,
     services: Sequence[str] | None,
 ) -> Overlapping:
-    """:func:`incidents` for validated arguments, by service."""
+    """:func:`incidents` for validated arguments, as plain tuples: what counts and sums over
+    them need, without an output per incident."""
     values: dict[str, Any] = {"start": start, "end": end}
     with without_jit(session):
         if services is None:
             rows = session.execute(_EVERY_SERVICE, values).all()
         else:
             rows = session.execute(_NAMED_SERVICES, values | {"services": list(services)}).all()
-    now = rows[0].now if rows else None
-    runs: list[tuple[str, datetime, datetime | None, str, timedelta]] = []
-    if now is not None:
-        horizon = min(end, now)
-        for row in rows:
-            for started_at, ended_at, worst in _runs(row):
-                lasted = max((ended_at or horizon) - started_at, timedelta(0))
-                runs.append((row.service_name, started_at, ended_at, worst, lasted))
-    names = sorted(set(services)) if services is not None else [row.service_name for row in rows]
-    by_service: dict[str, list[Incident]] = {name: [] for name in names}
-    for incident in trusted_rows(Incident, runs):
-        if incident.started_at < end and (incident.ended_at is None or incident.ended_at > start):
-            by_service[incident.service_name].append(incident)
-    return Overlapping(now, by_service)
+    if not rows:
+        return Overlapping(None, [])
+    now = rows[0].now
+    horizon = min(end, now)
+    runs = [
+        Run(
+            row.service_name,
+            started_at,
+            ended_at,
+            worst,
+            max((ended_at or horizon) - started_at, timedelta(0)),
+        )
+        for row in rows
+        for started_at, ended_at, worst in _runs(row)
+        if started_at < end and (ended_at is None or ended_at > start)
+    ]
+    return Overlapping(now, runs)
 
 
 def _runs(row: Any) -> list[tuple[datetime, datetime | None, str]]:

@@ -86,14 +86,18 @@ def _downtime(
 ) -> dict[str, dict[str, int | float]]:
     """Per service of ``names``: how many incidents overlap the range, and for how long."""
     found = overlapping(session, params.start, params.end, names)
-    horizon = min(params.end, found.now) if found.now is not None else params.end
-    figures = {}
-    for name, listed in found.by_service.items():
-        covered = timedelta(0)
-        for incident in listed:
-            until = min(incident.ended_at or horizon, horizon)
-            covered += max(until - max(incident.started_at, params.start), timedelta(0))
-        figures[name] = {"incidents": len(listed), "downtime_seconds": covered.total_seconds()}
+    figures: dict[str, dict[str, int | float]] = {
+        name: {"incidents": 0, "downtime_seconds": 0.0} for name in names
+    }
+    if found.now is None:
+        return figures
+    horizon = min(params.end, found.now)
+    for run in found.runs:
+        until = min(run.ended_at or horizon, horizon)
+        covered = max(until - max(run.started_at, params.start), timedelta(0))
+        service = figures[run.service_name]
+        service["incidents"] += 1
+        service["downtime_seconds"] += covered.total_seconds()
     return figures
 
 
