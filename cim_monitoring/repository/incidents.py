@@ -1,4 +1,4 @@
-"""Status changes and incidents, read from ``service_health_changes`` only.
+"""Status changes and incidents, read from ``service_health_changes`` (and the state rows).
 
 The trigger on service_health_checks records one change per check whose status differs from
 the previous check of its service (by ``created_at``, then id), backfills included, in the
@@ -7,10 +7,9 @@ ranges whose raw checks retention has purged.
 
 An incident is a maximal run of non-healthy checks: it starts at a change from nothing or
 healthy to degraded or down, and ends at the next change to healthy. Over a window, one
-statement reads per service: the incident in progress at ``start`` (three probes of the
-primary key: the status at ``start``, where that incident began, whether it was down before
-``start``), the changes inside the window, and how the incident in progress at ``end`` ends
-(two more probes). Python then walks the few changes of each service.
+statement reads, for every service at once, the changes inside the window grouped by service
+and the state rows, and probes the primary key only where those leave something unknown (see
+``_INCIDENTS``); Python then walks the few changes of each service.
 
 Known limits: an incident whose first change retention has purged is reported from its oldest
 change kept; without ``services``, a service is found through its changes in the window or its
