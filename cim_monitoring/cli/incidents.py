@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from cim_monitoring import Incident, database_now
 from cim_monitoring import incidents as overlapping
-from cim_monitoring.cli.console import STATUS_STYLES, AsJson, out
+from cim_monitoring.cli.console import STATUS_STYLES, AsJson, out, service_table
 from cim_monitoring.cli.database import unit_of_work
 from cim_monitoring.cli.durations import duration_label, duration_option, format_age
 
@@ -48,14 +47,7 @@ def incidents(
 
 
 def render_incidents(found: Sequence[Incident], window: timedelta) -> None:
-    table = Table(
-        title=f"Incidents over the last {duration_label(window)} (times in UTC)",
-        box=None,
-        padding=(0, 2, 0, 0),
-        pad_edge=False,
-    )
-    # A long service name wraps in its column rather than losing its end.
-    table.add_column("Service", overflow="fold")
+    table = service_table(f"Incidents over the last {duration_label(window)} (times in UTC)", gap=2)
     table.add_column("Worst", no_wrap=True)
     table.add_column("Started", no_wrap=True)
     table.add_column("Ended", no_wrap=True)

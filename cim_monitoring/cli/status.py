@@ -6,11 +6,16 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from cim_monitoring import Dashboard, HourStatus, ServiceSummary, dashboard
-from cim_monitoring.cli.console import SEVERITY_STYLES, STATUS_STYLES, AsJson, out
+from cim_monitoring.cli.console import (
+    SEVERITY_STYLES,
+    STATUS_STYLES,
+    AsJson,
+    out,
+    service_table,
+)
 from cim_monitoring.cli.database import unit_of_work
 from cim_monitoring.cli.durations import duration_label, duration_option, format_age
 
@@ -39,15 +44,8 @@ def render_dashboard(board: Dashboard) -> None:
         out.print("No health checks recorded yet: try `cim-monitoring record` or `demo`.")
         return
     window = duration_label(board.window)
-    # No borders and one space between columns: the strip and the figures fit 80 columns.
-    table = Table(
-        title=f"Service health (uptime and p95 over the last {window})",
-        box=None,
-        padding=(0, 1, 0, 0),
-        pad_edge=False,
-    )
-    # A long service name wraps in its column rather than losing its end.
-    table.add_column("Service", overflow="fold")
+    # One space between columns: the strip and the figures fit 80 columns.
+    table = service_table(f"Service health (uptime and p95 over the last {window})", gap=1)
     table.add_column("Status", no_wrap=True)
     table.add_column(STRIP_HEADING, no_wrap=True, min_width=len(STRIP_HEADING))
     for heading in ("Age", "Latency", "Uptime", "p95", "Alerts"):
