@@ -4,6 +4,7 @@ service_stats' incident counts and downtime; bad arguments named; both faces."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -307,3 +308,25 @@ def test_bad_arguments_are_refused_naming_them(
     face: Face, call: str, arguments: dict[str, Any], field: tuple[int | str, ...]
 ) -> None:
     assert refused(lambda: getattr(face, call)(**arguments)) == [field]
+
+
+def test_an_application_role_reads_them_and_the_jit_setting_is_left_as_it_was(
+    face: Face,
+) -> None:
+    """As production does: a non-superuser member of monitoring_admin, under RLS."""
+    role = f"cim_test_reader_{uuid.uuid4().hex[:12]}"
+    face.execute(text(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS"))
+    face.execute(text(f"GRANT monitoring_admin TO {role}"))
+    face.execute(text(f"SET LOCAL ROLE {role}"))
+    assert face.scalar(text("SELECT row_security_active('service_health_changes')")) is True
+    face.record_checks([check("api", "healthy", T0), check("api", "down", T0 + HOUR)])
+    face.execute(text("SET LOCAL jit = on"))
+    [incident] = face.incidents(start=T0, end=T0 + DAY)
+    assert (incident.started_at, incident.ended_at) == (T0 + HOUR, None)
+    assert face.scalar(text("SELECT current_setting('jit')")) == "on"
+    face.execute(text("SET LOCAL jit = off"))
+    assert len(face.status_changes("api", start=T0, end=T0 + DAY)) == 2
+    [stats] = face.service_stats(start=T0, end=T0 + DAY)
+    assert (stats.incidents, stats.downtime_seconds) == (1, 23 * HOUR.total_seconds())
+    assert face.scalar(text("SELECT current_setting('jit')")) == "off"
+    assert [s.status for s in face.latest_status()] == ["down"]
