@@ -236,3 +236,24 @@ def test_concurrent_writers_of_the_same_services_stay_in_step(pg_server: Postgre
             assert_in_step(connection)
     finally:
         engine.dispose()
+
+
+def test_statements_past_the_replanning_size_agree(session: Session) -> None:
+    """Past 10,000 rows the trigger plans its statements for their size (EXECUTE): the same
+    results, for appends and backfills alike."""
+    rng = random.Random(7)
+
+    def checks(start: datetime) -> list[dict[str, Any]]:
+        return [
+            {
+                "service_name": f"svc-{i % 3}",
+                "status": rng.choice(HEALTH_STATUSES),
+                "created_at": start + timedelta(seconds=i),
+            }
+            for i in range(12_000)
+        ]
+
+    record_checks(session, checks(T0))
+    record_checks(session, checks(T0 + timedelta(days=1)))  # appends
+    record_checks(session, checks(T0 + timedelta(seconds=1, milliseconds=500)))  # backfills
+    assert_in_step(session)

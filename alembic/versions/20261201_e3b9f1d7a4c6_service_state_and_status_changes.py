@@ -137,6 +137,126 @@ INSERT_CHANGES = f"""
            (service_name, changed_at, check_id, from_status, to_status)
 """
 
+# The trigger's statements, in order. In CREATE_STATES a new state row holds its newest new
+# check already; a concurrent first writer of the same service waits there until this
+# transaction ends, then finds the row. LOCK_STATES locks every state row of the statement in
+# name order, as every writer does: each later statement sees what concurrent writers of these
+# services committed, and none of them can interleave. A state newer than the first new check
+# of its service (and not one of this statement's, created just above) means a check landed
+# before existing ones: FIND_BACKFILL.
+CREATE_STATES = f"""
+    INSERT INTO {TABLE_SCHEMA}.service_health_state
+           (service_name, status, latency_ms, checked_at, check_id)
+    SELECT service_name, status, latency_ms, newest_at, newest_id
+      FROM ({NEW_BY_SERVICE}) AS f
+     ORDER BY service_name
+        ON CONFLICT (service_name) DO NOTHING
+"""  # noqa: S608 - assembled from this revision's constants
+LOCK_STATES = f"""
+    SELECT FROM {TABLE_SCHEMA}.service_health_state AS s
+     WHERE s.service_name IN (SELECT service_name FROM new_rows)
+     ORDER BY s.service_name
+       FOR UPDATE
+"""  # noqa: S608 - assembled from this revision's constants
+FIND_BACKFILL = f"""
+    SELECT EXISTS (
+        SELECT FROM ({NEW_BY_SERVICE}) AS f
+          JOIN {TABLE_SCHEMA}.service_health_state AS s ON s.service_name = f.service_name
+         WHERE s.check_id <> f.newest_id
+           AND (s.checked_at, s.check_id) > (f.first_at, f.first_id)
+    )
+"""  # noqa: S608 - assembled from this revision's constants
+# Appends: each new check against the one before it, the first one against the service's last
+# change (its status then).
+APPEND_CHANGES = f"""
+    {INSERT_CHANGES}
+    SELECT service_name, created_at, id, from_status, status
+      FROM (
+        SELECT service_name, created_at, id, status,
+               CASE WHEN first
+                    THEN {STATUS_BEFORE.format(name="o.service_name", at="o.created_at", id="o.id")}
+                    ELSE previous
+               END AS from_status
+          FROM (
+            SELECT n.service_name, n.created_at, n.id, n.status,
+                   lag(n.status) OVER w AS previous, lag(n.id) OVER w IS NULL AS first
+              FROM new_rows AS n
+            WINDOW w AS (PARTITION BY n.service_name ORDER BY n.created_at, n.id)
+          ) AS o
+      ) AS candidates
+     WHERE from_status IS DISTINCT FROM status
+"""  # noqa: S608 - assembled from this revision's constants
+DELETE_SPANS = f"""
+    DELETE FROM {TABLE_SCHEMA}.service_health_changes AS c
+     USING ({SPANS}) AS span
+     WHERE c.service_name = span.service_name
+       AND (c.changed_at, c.check_id) >= (span.first_at, span.first_id)
+       AND (span.next_at IS NULL
+            OR (c.changed_at, c.check_id) <= (span.next_at, span.next_id))
+"""  # noqa: S608 - assembled from this revision's constants
+RECOMPUTE_SPANS = f"""
+    {INSERT_CHANGES}
+    SELECT service_name, created_at, id, from_status, status
+      FROM (
+        SELECT h.service_name, h.created_at, h.id, h.status,
+               CASE WHEN lag(h.id) OVER w IS NULL THEN span.status_before
+                    ELSE lag(h.status) OVER w
+               END AS from_status
+          FROM ({SPANS}) AS span
+          JOIN LATERAL (
+            SELECT h.service_name, h.created_at, h.id, h.status
+              FROM {TABLE_SCHEMA}.service_health_checks AS h
+             WHERE h.service_name = span.service_name AND h.created_at >= span.first_at
+               AND (h.created_at, h.id) >= (span.first_at, span.first_id)
+               AND (span.next_at IS NULL
+                    OR (h.created_at <= span.next_at
+                        AND (h.created_at, h.id) <= (span.next_at, span.next_id)))
+          ) AS h ON true
+        WINDOW w AS (PARTITION BY h.service_name ORDER BY h.created_at, h.id)
+      ) AS candidates
+     WHERE from_status IS DISTINCT FROM status
+"""  # noqa: S608 - assembled from this revision's constants
+UPDATE_STATES = f"""
+    UPDATE {TABLE_SCHEMA}.service_health_state AS s
+       SET status = f.status, latency_ms = f.latency_ms,
+           checked_at = f.newest_at, check_id = f.newest_id
+      FROM ({NEW_BY_SERVICE}) AS f
+     WHERE s.service_name = f.service_name
+       AND (f.newest_at, f.newest_id) > (s.checked_at, s.check_id)
+"""  # noqa: S608 - assembled from this revision's constants
+
+
+def _track(run: str) -> str:
+    """The trigger's body with each statement run as ``run`` says: ``static`` (planned once
+    per connection and kept, as PL/pgSQL does) or ``dynamic`` (EXECUTE: planned each time)."""
+
+    def statement(sql: str, into: str = "", *, discard: bool = False) -> str:
+        if run == "dynamic":
+            return f"EXECUTE $track${sql.strip()}$track${into};"
+        # PL/pgSQL runs a SELECT whose rows it discards as PERFORM.
+        return ("PERFORM" + sql.strip().removeprefix("SELECT") if discard else sql.strip()) + (
+            f"{into};"
+        )
+
+    return f"""
+        {statement(CREATE_STATES)}
+        {statement(LOCK_STATES, discard=True)}
+        {statement(FIND_BACKFILL, " INTO backfilled")}
+        IF NOT backfilled THEN
+            {statement(APPEND_CHANGES)}
+        ELSE
+            {statement(DELETE_SPANS)}
+            {statement(RECOMPUTE_SPANS)}
+        END IF;
+        {statement(UPDATE_STATES)}
+"""
+
+
+# As the rollup trigger does (b7e5d3c1a902): PL/pgSQL keeps the plan made on a connection's
+# first insert, and a plan made for 200k rows (hash joins, sequential scans of the states and
+# changes) cost 130 ms on every later single-row insert. Past this many rows the statements are
+# planned afresh for their size; up to it the kept plans (index probes per service) serve.
+REPLAN_ROWS = 10_000
 TRACK_FUNCTION = f"""
 CREATE FUNCTION {SCHEMA}.service_health_track() RETURNS trigger
 LANGUAGE plpgsql
@@ -145,92 +265,13 @@ AS $body$
 DECLARE
     backfilled boolean;
 BEGIN
-    -- A state row for every service of the statement, so there is a row to lock; a new one
-    -- holds its newest new check already. A concurrent first writer of the same service
-    -- waits here until this transaction ends, then finds the row.
-    INSERT INTO {TABLE_SCHEMA}.service_health_state
-           (service_name, status, latency_ms, checked_at, check_id)
-    SELECT service_name, status, latency_ms, newest_at, newest_id
-      FROM ({NEW_BY_SERVICE}) AS f
-     ORDER BY service_name
-        ON CONFLICT (service_name) DO NOTHING;
-
-    -- In name order, as every writer locks them: each later statement sees what concurrent
-    -- writers of these services committed, and none of them can interleave.
-    PERFORM FROM {TABLE_SCHEMA}.service_health_state AS s
-     WHERE s.service_name IN (SELECT service_name FROM new_rows)
-     ORDER BY s.service_name
-       FOR UPDATE;
-
-    -- A state newer than the first new check of its service (and not one of this statement's,
-    -- created just above) means a check landed before existing ones.
-    SELECT EXISTS (
-        SELECT FROM ({NEW_BY_SERVICE}) AS f
-          JOIN {TABLE_SCHEMA}.service_health_state AS s ON s.service_name = f.service_name
-         WHERE s.check_id <> f.newest_id
-           AND (s.checked_at, s.check_id) > (f.first_at, f.first_id)
-    ) INTO backfilled;
-
-    IF NOT backfilled THEN
-        -- Appends: each new check against the one before it, the first one against the
-        -- service's last change (its status then).
-        {INSERT_CHANGES}
-        SELECT service_name, created_at, id, from_status, status
-          FROM (
-            SELECT service_name, created_at, id, status,
-                   CASE WHEN first
-                        THEN {
-    STATUS_BEFORE.format(name="o.service_name", at="o.created_at", id="o.id")
-}
-                        ELSE previous
-                   END AS from_status
-              FROM (
-                SELECT n.service_name, n.created_at, n.id, n.status,
-                       lag(n.status) OVER w AS previous, lag(n.id) OVER w IS NULL AS first
-                  FROM new_rows AS n
-                WINDOW w AS (PARTITION BY n.service_name ORDER BY n.created_at, n.id)
-              ) AS o
-          ) AS candidates
-         WHERE from_status IS DISTINCT FROM status;
-    ELSE
-        DELETE FROM {TABLE_SCHEMA}.service_health_changes AS c
-         USING ({SPANS}) AS span
-         WHERE c.service_name = span.service_name
-           AND (c.changed_at, c.check_id) >= (span.first_at, span.first_id)
-           AND (span.next_at IS NULL
-                OR (c.changed_at, c.check_id) <= (span.next_at, span.next_id));
-        {INSERT_CHANGES}
-        SELECT service_name, created_at, id, from_status, status
-          FROM (
-            SELECT h.service_name, h.created_at, h.id, h.status,
-                   CASE WHEN lag(h.id) OVER w IS NULL THEN span.status_before
-                        ELSE lag(h.status) OVER w
-                   END AS from_status
-              FROM ({SPANS}) AS span
-              JOIN LATERAL (
-                SELECT h.service_name, h.created_at, h.id, h.status
-                  FROM {TABLE_SCHEMA}.service_health_checks AS h
-                 WHERE h.service_name = span.service_name AND h.created_at >= span.first_at
-                   AND (h.created_at, h.id) >= (span.first_at, span.first_id)
-                   AND (span.next_at IS NULL
-                        OR (h.created_at <= span.next_at
-                            AND (h.created_at, h.id) <= (span.next_at, span.next_id)))
-              ) AS h ON true
-            WINDOW w AS (PARTITION BY h.service_name ORDER BY h.created_at, h.id)
-          ) AS candidates
-         WHERE from_status IS DISTINCT FROM status;
-    END IF;
-
-    UPDATE {TABLE_SCHEMA}.service_health_state AS s
-       SET status = f.status, latency_ms = f.latency_ms,
-           checked_at = f.newest_at, check_id = f.newest_id
-      FROM ({NEW_BY_SERVICE}) AS f
-     WHERE s.service_name = f.service_name
-       AND (f.newest_at, f.newest_id) > (s.checked_at, s.check_id);
+    IF EXISTS (SELECT FROM new_rows OFFSET {REPLAN_ROWS}) THEN
+{_track("dynamic")}    ELSE
+{_track("static")}    END IF;
     RETURN NULL;
 END
 $body$
-"""  # noqa: S608 - assembled from this revision's constants
+"""
 
 # After service_health_checks_rollup (triggers fire in name order): every writer locks rollup
 # rows, then state rows, each in name order.
