@@ -99,15 +99,15 @@ _INCIDENTS = """
       ) AS at_start
       LEFT JOIN LATERAL (
             (SELECT c.changed_at, c.check_id FROM service_health_changes AS c
-              WHERE at_start.status <> 'healthy'
+              WHERE at_start.status <> '{healthy}'
                 AND c.service_name = names.service_name AND c.changed_at < :start
-                AND (c.from_status IS NULL OR c.from_status = 'healthy')
-                AND c.to_status <> 'healthy'
+                AND (c.from_status IS NULL OR c.from_status = '{healthy}')
+                AND c.to_status <> '{healthy}'
               ORDER BY c.changed_at DESC, c.check_id DESC
               LIMIT 1)
             UNION ALL
             (SELECT c.changed_at, c.check_id FROM service_health_changes AS c
-              WHERE at_start.status <> 'healthy'
+              WHERE at_start.status <> '{healthy}'
                 AND c.service_name = names.service_name AND c.changed_at < :start
               ORDER BY c.changed_at, c.check_id
               LIMIT 1)
@@ -120,19 +120,19 @@ _INCIDENTS = """
                AND c.changed_at >= opening.changed_at
                AND (c.changed_at, c.check_id) >= (opening.changed_at, opening.check_id)
                AND c.changed_at < :start
-               AND c.to_status = 'down'
+               AND c.to_status = '{down}'
              LIMIT 1
       ) AS down_before ON true
       CROSS JOIN LATERAL (
             SELECT newest.checked_after
                    AND COALESCE(inside.to_status[cardinality(inside.to_status)], at_start.status)
-                       <> 'healthy' AS open
+                       <> '{healthy}' AS open
       ) AS at_end
       LEFT JOIN LATERAL (
             SELECT c.changed_at, c.check_id FROM service_health_changes AS c
              WHERE at_end.open
                AND c.service_name = names.service_name AND c.changed_at >= :end
-               AND c.to_status = 'healthy'
+               AND c.to_status = '{healthy}'
              ORDER BY c.changed_at, c.check_id
              LIMIT 1
       ) AS closing ON true
@@ -143,21 +143,25 @@ _INCIDENTS = """
                AND (closing.check_id IS NULL
                     OR c.changed_at <= closing.changed_at
                        AND (c.changed_at, c.check_id) < (closing.changed_at, closing.check_id))
-               AND c.to_status = 'down'
+               AND c.to_status = '{down}'
              LIMIT 1
       ) AS down_after ON true
      -- Only services with an incident to report: one open at start or a change inside.
      WHERE opening.changed_at IS NOT NULL OR inside.service_name IS NOT NULL
      ORDER BY names.service_name
 """
+# The statuses are the vocabulary's, written in as literals: the planner sees the filters.
+_STATUSES = {"healthy": _HEALTHY, "down": _WORST}
 _EVERY_SERVICE = text(
     _INCIDENTS.format(
+        **_STATUSES,
         named="",
         names="SELECT service_name FROM service_health_state UNION SELECT service_name FROM inside",
     )
 )
 _NAMED_SERVICES = text(
     _INCIDENTS.format(
+        **_STATUSES,
         named="AND c.service_name = ANY(CAST(:services AS text[]))",
         names="SELECT DISTINCT unnest(CAST(:services AS text[])) AS service_name",
     )

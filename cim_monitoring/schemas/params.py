@@ -110,7 +110,7 @@ class StatsParams(TimeRange):
 
 
 class IncidentsParams(StatsParams):
-    pass
+    """The window and services of ``incidents``: those of ``service_stats``."""
 
 
 class ChangesParams(TimeRange):
