@@ -24,6 +24,7 @@ from cim_monitoring.repository import (
     count_expired,
     dashboard,
     database_now,
+    incidents,
     latest_status,
     purge_expired,
     raise_alert,
@@ -32,6 +33,7 @@ from cim_monitoring.repository import (
     resolve_alert,
     resolve_alerts,
     service_stats,
+    status_changes,
     status_series,
 )
 from cim_monitoring.schemas import (
@@ -44,11 +46,13 @@ from cim_monitoring.schemas import (
     HealthCheckIn,
     HealthCheckOut,
     HourStatus,
+    Incident,
     PurgeResult,
     ServiceStats,
     ServiceStatus,
     ServiceSummary,
     StatusBucket,
+    StatusChange,
 )
 from cim_monitoring.verify import verify_database
 
@@ -70,6 +74,7 @@ __all__ = [
     "HealthCheckIn",
     "HealthCheckOut",
     "HourStatus",
+    "Incident",
     "InvalidTransition",
     "IrreversibleMigration",
     "MigrationError",
@@ -83,6 +88,7 @@ __all__ = [
     "ServiceSummary",
     "Settings",
     "StatusBucket",
+    "StatusChange",
     "acknowledge_alert",
     "active_alerts",
     "alerts_by_id_prefix",
@@ -90,6 +96,7 @@ __all__ = [
     "count_expired",
     "dashboard",
     "database_now",
+    "incidents",
     "latest_status",
     "make_engine",
     "make_session_factory",
@@ -105,6 +112,7 @@ __all__ = [
     "role_privileges",
     "service_stats",
     "session_scope",
+    "status_changes",
     "status_series",
     "verify_database",
 ]

@@ -1,6 +1,7 @@
 """What an operator sees in an 80-column terminal: ``alerts`` with the identifying columns
 whole and the message cut at the end, ``alerts ack|resolve`` by id prefix, ``status`` with a
-24-cell strip per service; colour only on a terminal, none under NO_COLOR. Real processes on a
+24-cell strip per service and the age of an open incident, ``incidents`` one row each; colour
+only on a terminal, none under NO_COLOR. Real processes on a
 real database; the data is written in-process with the library."""
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from cim_monitoring import (
 )
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
 WIDTH = 80
 ESCAPE = "\x1b["
 CELLS = {"healthy": "█", "degraded": "▅", "down": "▁", None: "·"}
@@ -272,3 +275,92 @@ def test_colour_only_on_a_terminal_and_never_under_no_color(
     alerts = on_terminal(env | {"NO_COLOR": "1"}, "alerts")
     assert ESCAPE not in alerts
     assert "llm-api responds slower than usual" in alerts
+
+
+def seed_incidents(session: Session) -> datetime:
+    """An incident that ended a day ago after lasting a day, one ongoing for three hours, one
+    older than a week, and a service that was always healthy; returns the seeding time."""
+    now = database_now(session)
+    checks = {
+        "api": [
+            (now - 3 * DAY, "healthy"),
+            (now - 2 * DAY, "down"),
+            (now - 2 * DAY + 30 * MINUTE, "degraded"),
+            (now - DAY, "healthy"),
+        ],
+        "storage-eu-2": [(now - 5 * HOUR, "healthy"), (now - 3 * HOUR, "degraded")],
+        "old": [(now - 10 * DAY, "down"), (now - 9 * DAY, "healthy")],
+        "db": [(now - HOUR, "healthy")],
+    }
+    record_checks(
+        session,
+        (
+            {"service_name": name, "status": status, "created_at": at}
+            for name, history in checks.items()
+            for at, status in history
+        ),
+    )
+    session.commit()
+    return now
+
+
+def test_incidents_list_a_row_each_at_80_columns(env: dict[str, str], session: Session) -> None:
+    seeded = seed_incidents(session)
+    report = json.loads(ok(cli(env, "incidents", "--json")).stdout)
+    assert [(i["service_name"], i["worst_status"], i["ended_at"]) for i in report] == [
+        ("api", "down", (seeded - DAY).isoformat().replace("+00:00", "Z")),
+        ("storage-eu-2", "degraded", None),
+    ]
+    assert report[0]["duration"] == DAY.total_seconds()
+    assert report[1]["duration"] >= 3 * HOUR.total_seconds()
+
+    lines = ok(cli(env, "incidents")).stdout.splitlines()
+    assert ESCAPE not in "".join(lines), "no colour in a pipe"
+    assert "…" not in "".join(lines)
+    assert all(cell_len(line) <= WIDTH for line in lines)
+    assert "7d" in lines[0]
+    assert "UTC" in lines[0]
+    assert lines[1].split() == ["Service", "Worst", "Started", "Ended", "Lasted"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == {"api", "storage-eu-2"}
+    started = (seeded - 2 * DAY).strftime("%Y-%m-%d %H:%M").split()
+    ended = (seeded - DAY).strftime("%Y-%m-%d %H:%M").split()
+    assert rows["api"] == ["api", "down", *started, *ended, "1d"]
+    assert rows["storage-eu-2"][1] == "degraded"
+    assert rows["storage-eu-2"][4:] == ["ongoing", "3h"]
+
+    # The api incident ended a day before this run: not in a one-day window.
+    last_day = ok(cli(env, "incidents", "--window", "1d")).stdout
+    assert "storage-eu-2" in last_day
+    assert "api" not in last_day
+    assert "storage" not in ok(cli(env, "incidents", "--service", "api")).stdout
+    named = json.loads(ok(cli(env, "incidents", "--service", "db", "--json")).stdout)
+    assert named == []
+    assert "No incidents in the last 7d." in ok(cli(env, "incidents", "--service", "db")).stdout
+    one_error_line(cli(env, "incidents", "--window", "soon"), 2, "'soon' is not a duration")
+
+
+def test_status_shows_how_long_a_service_has_not_been_healthy(
+    env: dict[str, str], session: Session
+) -> None:
+    seed_incidents(session)
+    output = ok(cli(env, "status")).stdout
+    assert all(cell_len(line) <= WIDTH for line in output.splitlines())
+    assert "…" not in output
+    rows = {line.split()[0]: line.split() for line in output.splitlines() if STRIP.search(line)}
+    assert rows["storage-eu-2"][1:3] == ["degraded", "3h"]
+    assert rows["api"][1] == "healthy"
+    assert STRIP.fullmatch(rows["api"][2])
+    board = json.loads(ok(cli(env, "status", "--json")).stdout)
+    since = {s["service_name"]: s["incident_since"] for s in board["services"]}
+    assert since["api"] is None
+    assert since["db"] is None
+    assert since["storage-eu-2"] is not None
+
+
+def test_incidents_colour_only_on_a_terminal(env: dict[str, str], session: Session) -> None:
+    seed_incidents(session)
+    assert ESCAPE in on_terminal(env, "incidents")
+    plain = on_terminal(env | {"NO_COLOR": "1"}, "incidents")
+    assert ESCAPE not in plain
+    assert "ongoing" in plain

@@ -83,6 +83,7 @@ def test_figures_alerts_and_services_known_only_by_their_alerts(face: Face) -> N
         "p95_ms": stats.p95_ms,
         "open_alerts": 2,
         "worst_open_severity": "critical",
+        "incident_since": NOW - 2 * HOUR,
     }
     assert stats.p95_ms is not None
     assert (db.service_name, db.open_alerts, db.worst_open_severity) == ("db", 0, None)
@@ -97,6 +98,7 @@ def test_figures_alerts_and_services_known_only_by_their_alerts(face: Face) -> N
         "p95_ms": None,
         "open_alerts": 1,
         "worst_open_severity": "info",
+        "incident_since": None,
     }
     assert [hour.status for hour in queue.timeline] == [None] * 24
     assert len(queue.timeline) == 24

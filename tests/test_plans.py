@@ -18,9 +18,11 @@ from cim_monitoring import (
     alerts_by_id_prefix,
     check_history,
     dashboard,
+    incidents,
     latest_status,
     make_session_factory,
     service_stats,
+    status_changes,
     status_series,
 )
 from workbench import fleet
@@ -33,6 +35,7 @@ END = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 CHECKS_BY_TIME = "ix_service_health_checks_created_at"
 CHECKS_BY_SERVICE = "ix_service_health_checks_service_name_created_at"
+CHANGES_BY_SERVICE = "pk_service_health_changes"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def uses(found: set[str], name: str) -> bool:
 
 
 CASES: dict[str, tuple[Callable[[Session], object], tuple[str, ...]]] = {
-    "latest_status": (latest_status, (CHECKS_BY_SERVICE,)),
+    "latest_status": (latest_status, ("service_health_state",)),
     "service_stats 24 h": (
         lambda s: service_stats(s, start=END - 24 * HOUR, end=END),
         ("service_health_hourly", CHECKS_BY_TIME),
@@ -79,7 +82,20 @@ CASES: dict[str, tuple[Callable[[Session], object], tuple[str, ...]]] = {
     "alerts_by_id_prefix": (lambda s: alerts_by_id_prefix(s, "4a"), ("pk_alert_events",)),
     "dashboard": (
         lambda s: dashboard(s, now=END),
-        (CHECKS_BY_SERVICE, "service_health_hourly", "ix_alert_events_open_created_at"),
+        ("service_health_state", "service_health_hourly", "ix_alert_events_open_created_at"),
+    ),
+    # Changes and incidents: probes of the primary key of the changes, never a raw check.
+    "status_changes": (
+        lambda s: status_changes(s, "svc-07", start=END - 24 * HOUR, end=END),
+        (CHANGES_BY_SERVICE,),
+    ),
+    "incidents 24 h": (
+        lambda s: incidents(s, start=END - 24 * HOUR, end=END),
+        (CHANGES_BY_SERVICE, "service_health_state"),
+    ),
+    "incidents of 2 services": (
+        lambda s: incidents(s, start=END - 24 * HOUR, end=END, services=["svc-01", "svc-07"]),
+        (CHANGES_BY_SERVICE,),
     ),
 }
 
@@ -89,5 +105,6 @@ def test_dashboard_query_plan(engine: Engine, case: str) -> None:
     call, indexes = CASES[case]
     found = scans_of(engine, call)
     assert "Seq Scan service_health_checks" not in found, found
+    assert "Seq Scan service_health_changes" not in found, found
     for index in indexes:
         assert uses(found, index), found

@@ -60,9 +60,13 @@ def test_service_stats_counts_uptime_and_latency(face: Face) -> None:
         p95_ms=900,
         p99_ms=900,
         max_ms=900,
+        # Degraded at T0 (inserted after the healthy checks of T0), down since: ongoing.
+        incidents=1,
+        downtime_seconds=3600.0,
     )
     # No check of db had a latency: it still has counts, but no latency figures.
     assert (db.total, db.down, db.uptime, db.p50_ms, db.max_ms) == (1, 1, 0.0, None, None)
+    assert (db.incidents, db.downtime_seconds) == (1, 59 * 60.0)
 
 
 def test_service_stats_lists_requested_services_even_without_checks(face: Face) -> None:
@@ -80,6 +84,8 @@ def test_service_stats_lists_requested_services_even_without_checks(face: Face) 
         p95_ms=None,
         p99_ms=None,
         max_ms=None,
+        incidents=0,
+        downtime_seconds=0.0,
     )
     assert face.service_stats(start=T0 + HOUR, end=T0 + 2 * HOUR) == []
 

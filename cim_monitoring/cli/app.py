@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from cim_monitoring.cli import alerts, db, demo, doctor, migrate, purge, record, status
+from cim_monitoring.cli import alerts, db, demo, doctor, incidents, migrate, purge, record, status
 from cim_monitoring.cli.console import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, CliError, err
 from cim_monitoring.db import is_unavailable
 from cim_monitoring.errors import ConfigurationError, MonitoringError
@@ -34,6 +34,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(alerts.app, name="alerts")
 app.command()(status.status)
+app.command()(incidents.incidents)
 app.command()(record.record)
 app.command()(purge.purge)
 app.command()(doctor.doctor)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -42,6 +43,14 @@ class CliError(Exception):
 
 def usage_error(message: str) -> CliError:
     return CliError(message, EXIT_USAGE)
+
+
+def service_table(title: str, *, gap: int) -> Table:
+    """A table without borders, ``gap`` spaces between columns, whose first column is the
+    service: a long name wraps in its column rather than losing its end."""
+    table = Table(title=title, box=None, padding=(0, gap, 0, 0), pad_edge=False)
+    table.add_column("Service", overflow="fold")
+    return table
 
 
 def progress() -> Progress:

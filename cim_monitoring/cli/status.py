@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from cim_monitoring import Dashboard, HourStatus, ServiceSummary, dashboard
-from cim_monitoring.cli.console import SEVERITY_STYLES, STATUS_STYLES, AsJson, out
+from cim_monitoring.cli.console import (
+    SEVERITY_STYLES,
+    STATUS_STYLES,
+    AsJson,
+    out,
+    service_table,
+)
 from cim_monitoring.cli.database import unit_of_work
 from cim_monitoring.cli.durations import duration_label, duration_option, format_age
 
@@ -23,8 +28,9 @@ Window = Annotated[timedelta, duration_option("--window", "Uptime and p95 over t
 
 
 def status(window: Window = timedelta(hours=24), as_json: AsJson = False) -> None:
-    """The dashboard: per service its status, the last 24 hours hour by hour, the age and
-    latency of its last check, uptime and p95 over the window, open alerts."""
+    """The dashboard: per service its status (and for how long it has not been healthy), the
+    last 24 hours hour by hour, the age and latency of its last check, uptime and p95 over the
+    window, open alerts."""
     with unit_of_work() as session:
         board = dashboard(session, window=window)
     if as_json:
@@ -38,21 +44,14 @@ def render_dashboard(board: Dashboard) -> None:
         out.print("No health checks recorded yet: try `cim-monitoring record` or `demo`.")
         return
     window = duration_label(board.window)
-    # No borders and one space between columns: the strip and the figures fit 80 columns.
-    table = Table(
-        title=f"Service health (uptime and p95 over the last {window})",
-        box=None,
-        padding=(0, 1, 0, 0),
-        pad_edge=False,
-    )
-    # A long service name wraps in its column rather than losing its end.
-    table.add_column("Service", overflow="fold")
+    # One space between columns: the strip and the figures fit 80 columns.
+    table = service_table(f"Service health (uptime and p95 over the last {window})", gap=1)
     table.add_column("Status", no_wrap=True)
     table.add_column(STRIP_HEADING, no_wrap=True, min_width=len(STRIP_HEADING))
     for heading in ("Age", "Latency", "Uptime", "p95", "Alerts"):
         table.add_column(heading, justify="right", no_wrap=True)
     for service in board.services:
-        table.add_row(*_row(service))
+        table.add_row(*_row(service, board.generated_at))
     out.print(table)
     legend = Text("one cell per hour, its worst status:")
     for state, cell in CELLS.items():
@@ -62,10 +61,10 @@ def render_dashboard(board: Dashboard) -> None:
     out.print(legend)
 
 
-def _row(service: ServiceSummary) -> tuple[Text | str, ...]:
+def _row(service: ServiceSummary, now: datetime) -> tuple[Text | str, ...]:
     return (
         service.service_name,
-        Text(service.status or "no checks", style=STATUS_STYLES[service.status]),
+        _status(service, now),
         strip(service.timeline),
         "—" if service.age is None else format_age(service.age),
         _latency(service.latency_ms),
@@ -73,6 +72,14 @@ def _row(service: ServiceSummary) -> tuple[Text | str, ...]:
         _latency(service.p95_ms),
         Text(str(service.open_alerts), style=SEVERITY_STYLES[service.worst_open_severity]),
     )
+
+
+def _status(service: ServiceSummary, now: datetime) -> Text:
+    """``healthy``, or ``down 3h``: the status and the age of the incident it is part of."""
+    label = service.status or "no checks"
+    if service.incident_since is not None:
+        label = f"{label} {format_age(now - service.incident_since)}"
+    return Text(label, style=STATUS_STYLES[service.status])
 
 
 def strip(timeline: tuple[HourStatus, ...]) -> Text:

@@ -11,6 +11,7 @@ from cim_monitoring.repository.alerts import (
 )
 from cim_monitoring.repository.checks import record_check, record_checks
 from cim_monitoring.repository.dashboard import dashboard
+from cim_monitoring.repository.incidents import incidents, status_changes
 from cim_monitoring.repository.queries import check_history, database_now, latest_status
 from cim_monitoring.repository.retention import count_expired, purge_expired
 from cim_monitoring.repository.stats import service_stats, status_series
@@ -23,6 +24,7 @@ __all__ = [
     "count_expired",
     "dashboard",
     "database_now",
+    "incidents",
     "latest_status",
     "purge_expired",
     "raise_alert",
@@ -31,5 +33,6 @@ __all__ = [
     "resolve_alert",
     "resolve_alerts",
     "service_stats",
+    "status_changes",
     "status_series",
 ]

@@ -8,7 +8,8 @@ from datetime import datetime
 from time import perf_counter
 from typing import cast
 
-from sqlalchemy import ColumnElement, DateTime, Table, func, literal
+from sqlalchemy import ColumnElement, DateTime, Table, func, literal, text
+from sqlalchemy.orm import Session
 
 from cim_monitoring.models import (
     AlertEvent,
@@ -28,6 +29,25 @@ def at(now: datetime | None) -> ColumnElement[datetime]:
     if now is None:
         return func.now()
     return literal(now, DateTime(timezone=True))
+
+
+# Evaluated left to right: the value before, then the change, local to the transaction.
+_JIT_OFF = text("SELECT current_setting('jit') AS previous, set_config('jit', 'off', true)")
+_JIT_BACK = text("SELECT set_config('jit', :previous, true)")
+
+
+@contextmanager
+def without_jit(session: Session) -> Iterator[None]:
+    """JIT compilation off for the statements of the block, as it was after it.
+
+    PostgreSQL compiles a plan whose estimated cost passes ``jit_above_cost``; a statement of
+    thousands of cheap index probes passes it by far, and compiling it took 400 ms where
+    running it took 60. When the block raises, the transaction is failed anyway, and rolling
+    it (or its savepoint) back restores the setting.
+    """
+    previous = session.execute(_JIT_OFF).scalar_one()
+    yield
+    session.execute(_JIT_BACK, {"previous": previous})
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository.alerts import active_alerts
+from cim_monitoring.repository.incidents import overlapping
 from cim_monitoring.repository.queries import database_now, latest_status
 from cim_monitoring.repository.rollups import HOUR, ROLLUPS, floor
 from cim_monitoring.repository.stats import service_stats
@@ -18,6 +19,9 @@ from cim_monitoring.schemas.params import DashboardParams
 from cim_monitoring.vocabulary import HEALTH_STATUSES, SEVERITY_RANK
 
 TIMELINE_HOURS = 24
+# The window of a moment: the incidents that overlap [now, now + 1 us) are those in progress
+# at now (begun at or before it, not ended by it).
+_INSTANT = timedelta(microseconds=1)
 _HOURLY = ROLLUPS[HOUR]
 
 
@@ -26,9 +30,10 @@ def dashboard(
 ) -> Dashboard:
     """Every service with checks or open alerts, by name: its newest check and that check's
     age, checks, uptime and p95 over ``[now - window, now)``, its open alerts and their worst
-    severity, and its timeline: the worst status of each of the 24 UTC hours up to the one
-    holding ``now``, oldest first, read from the hourly rollups (exact). ``now`` defaults to
-    the transaction's start time."""
+    severity, its timeline: the worst status of each of the 24 UTC hours up to the one
+    holding ``now``, oldest first, read from the hourly rollups (exact), and the start of its
+    incident in progress at ``now``, if any. ``now`` defaults to the transaction's start
+    time."""
     params = DashboardParams(window=window, now=now)
     now = params.now or database_now(session)
     latest = {row.service_name: row for row in latest_status(session)}
@@ -39,6 +44,10 @@ def dashboard(
     for alert in active_alerts(session):
         alerts[alert.service_name].append(alert.severity)
     timelines = _timelines(session, now)
+    since = {
+        run.service_name: run.started_at
+        for run in overlapping(session, now, now + _INSTANT, None).runs
+    }
     services = []
     for name in sorted(latest.keys() | stats.keys() | alerts.keys()):
         last, figures, severities = latest.get(name), stats.get(name), alerts.get(name, [])
@@ -55,6 +64,7 @@ def dashboard(
                 open_alerts=len(severities),
                 worst_open_severity=max(severities, key=SEVERITY_RANK.__getitem__, default=None),
                 timeline=timelines.get(name) or _timeline(now, {}),
+                incident_since=since.get(name),
             )
         )
     return Dashboard(generated_at=now, window=params.window, services=tuple(services))

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository._common import CHECKS
+from cim_monitoring.repository.incidents import overlapping
 from cim_monitoring.repository.rollups import (
     BUCKET_WIDTH,
     DAY,
@@ -55,6 +56,10 @@ def service_stats(
     only services with checks in the range are listed; services named in ``services`` are
     always listed, with zero counts and None figures when they had no checks. Percentiles are
     within 10 % of the exact ones unless ``exact`` (see the module's docstring).
+
+    ``incidents`` counts the incidents that overlap the range (as :func:`incidents` returns
+    them), ``downtime_seconds`` sums their overlap with ``[start, min(end, now()))``; both
+    are exact in either mode, read from the status changes.
     """
     params = StatsParams(start=start, end=end, services=services)
     if exact:
@@ -70,14 +75,41 @@ def service_stats(
         )
         found = {str(name): _estimated(str(name), group) for name, group in groups.items()}
     names = sorted(set(params.services)) if params.services is not None else sorted(found)
-    return [found.get(name) or _no_checks(name) for name in names]
+    downtime = _downtime(session, params, names)
+    return [
+        ServiceStats(**(found.get(name) or _no_checks(name)), **downtime[name]) for name in names
+    ]
+
+
+def _downtime(
+    session: Session, params: StatsParams, names: list[str]
+) -> dict[str, dict[str, int | float]]:
+    """Per service of ``names``: how many incidents overlap the range, and for how long."""
+    found = overlapping(session, params.start, params.end, names)
+    figures: dict[str, dict[str, int | float]] = {
+        name: {"incidents": 0, "downtime_seconds": 0.0} for name in names
+    }
+    if found.now is None:
+        return figures
+    horizon = min(params.end, found.now)
+    for run in found.runs:
+        until = min(run.ended_at or horizon, horizon)
+        covered = max(until - max(run.started_at, params.start), timedelta(0))
+        service = figures[run.service_name]
+        service["incidents"] += 1
+        service["downtime_seconds"] += covered.total_seconds()
+    return figures
 
 
 def _by_service(_: ColumnElement[datetime], table: Table) -> ColumnElement[Any]:
     return table.c.service_name
 
 
-def _exact_stats(session: Session, params: StatsParams) -> dict[str, ServiceStats]:
+# A service's counts and latency figures: ServiceStats but for the incidents.
+_Figures = dict[str, Any]
+
+
+def _exact_stats(session: Session, params: StatsParams) -> dict[str, _Figures]:
     percentiles = func.percentile_disc(literal(list(_PERCENTILES), ARRAY(Float))).within_group(
         CHECKS.c.latency_ms
     )
@@ -100,42 +132,42 @@ def _exact_stats(session: Session, params: StatsParams) -> dict[str, ServiceStat
 _NO_LATENCY: tuple[int | None, ...] = (None, None, None)
 
 
-def _estimated(service_name: str, group: Aggregate) -> ServiceStats:
+def _estimated(service_name: str, group: Aggregate) -> _Figures:
     percentiles = tuple(group.percentile(fraction) for fraction in _PERCENTILES)
     counts = (group.healthy, group.degraded, group.down)
-    return _service_stats(service_name, counts, percentiles, group.latency_max)
+    return _figures(service_name, counts, percentiles, group.latency_max)
 
 
-def _stats(row: Row[Any]) -> ServiceStats:
+def _stats(row: Row[Any]) -> _Figures:
     counts = (row.healthy, row.degraded, row.down)
-    return _service_stats(row.service_name, counts, row.percentiles or _NO_LATENCY, row.max_ms)
+    return _figures(row.service_name, counts, row.percentiles or _NO_LATENCY, row.max_ms)
 
 
-def _no_checks(service_name: str) -> ServiceStats:
-    return _service_stats(service_name, (0, 0, 0), _NO_LATENCY, None)
+def _no_checks(service_name: str) -> _Figures:
+    return _figures(service_name, (0, 0, 0), _NO_LATENCY, None)
 
 
-def _service_stats(
+def _figures(
     service_name: str,
     counts: tuple[int, int, int],
     percentiles: Sequence[int | None],
     max_ms: int | None,
-) -> ServiceStats:
+) -> _Figures:
     healthy, degraded, down = counts
     total = healthy + degraded + down
     p50, p95, p99 = percentiles
-    return ServiceStats(
-        service_name=service_name,
-        total=total,
-        healthy=healthy,
-        degraded=degraded,
-        down=down,
-        uptime=healthy / total if total else None,
-        p50_ms=p50,
-        p95_ms=p95,
-        p99_ms=p99,
-        max_ms=max_ms,
-    )
+    return {
+        "service_name": service_name,
+        "total": total,
+        "healthy": healthy,
+        "degraded": degraded,
+        "down": down,
+        "uptime": healthy / total if total else None,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "max_ms": max_ms,
+    }
 
 
 def status_series(

@@ -8,11 +8,13 @@ from cim_monitoring.schemas.outputs import (
     Finding,
     HealthCheckOut,
     HourStatus,
+    Incident,
     PurgeResult,
     ServiceStats,
     ServiceStatus,
     ServiceSummary,
     StatusBucket,
+    StatusChange,
 )
 from cim_monitoring.schemas.params import AlertIdPrefix
 from cim_monitoring.vocabulary import DETAILS_MAX_BYTES, DETAILS_MAX_DEPTH, MESSAGE_MAX
@@ -30,9 +32,11 @@ __all__ = [
     "HealthCheckIn",
     "HealthCheckOut",
     "HourStatus",
+    "Incident",
     "PurgeResult",
     "ServiceStats",
     "ServiceStatus",
     "ServiceSummary",
     "StatusBucket",
+    "StatusChange",
 ]

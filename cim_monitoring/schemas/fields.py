@@ -117,8 +117,10 @@ HealthStatus = Annotated[str, _one_of(HEALTH_STATUSES)]
 Severity = Annotated[str, _one_of(SEVERITIES)]
 # Strict: True, 1.5 and "12" are not latencies; the bound is the integer column's.
 LatencyMs = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+# Marks the fields that hold a moment: rows read back without validation convert them too.
+TO_UTC = AfterValidator(_to_utc)
+UtcDatetime = Annotated[AwareDatetime, TO_UTC]
 # An argument of a function call, not a field of a JSON-like record: a datetime instance, never
 # parsed from a number or a string (``start=0`` is not 1970).
-StrictUtcDatetime = Annotated[AwareDatetime, Strict(), AfterValidator(_to_utc)]
+StrictUtcDatetime = Annotated[AwareDatetime, Strict(), TO_UTC]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]

@@ -109,6 +109,14 @@ class StatsParams(TimeRange):
     services: Services = None
 
 
+class IncidentsParams(StatsParams):
+    """The window and services of ``incidents``: those of ``service_stats``."""
+
+
+class ChangesParams(TimeRange):
+    service: ServiceName
+
+
 class HistoryParams(TimeRange):
     service: ServiceName
     limit: Annotated[int, Field(strict=True, ge=1, le=HISTORY_LIMIT_MAX)] = 100

@@ -1,0 +1,53 @@
+"""trusted_rows: outputs built from our own rows without validation are the outputs
+validation builds, moments in UTC included, and stay frozen."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from cim_monitoring import Incident, ServiceStatus, StatusChange
+from cim_monitoring.schemas.outputs import trusted_rows
+
+PARIS = datetime(2024, 6, 1, 14, 30, tzinfo=ZoneInfo("Europe/Paris"))
+ROWS: list[tuple[type[BaseModel], tuple[object, ...]]] = [
+    (ServiceStatus, ("api", "down", None, PARIS)),
+    (ServiceStatus, ("db", "healthy", 12, datetime(2024, 1, 1, tzinfo=UTC))),
+    (StatusChange, ("api", PARIS, None, "down")),
+    (Incident, ("api", PARIS, None, "degraded", timedelta(minutes=5))),
+    (
+        Incident,
+        ("api", PARIS, PARIS.astimezone(timezone(timedelta(hours=-5))), "down", timedelta(0)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "row"), ROWS)
+def test_a_trusted_row_is_the_validated_row(
+    model: type[BaseModel], row: tuple[object, ...]
+) -> None:
+    [trusted] = trusted_rows(model, [row])
+    validated = model.model_validate(dict(zip(model.model_fields, row, strict=True)))
+    assert type(trusted) is model
+    assert trusted == validated
+    assert trusted.model_dump() == validated.model_dump()
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    assert repr(trusted) == repr(validated)
+    assert trusted.model_fields_set == validated.model_fields_set
+    for name, value in trusted.model_dump().items():
+        if isinstance(value, datetime):
+            assert value.tzinfo is UTC, name
+
+
+def test_trusted_outputs_stay_frozen_and_copies_do_not_share_their_fields() -> None:
+    first, second = trusted_rows(ServiceStatus, [ROWS[0][1], ROWS[1][1]])
+    with pytest.raises(ValidationError, match="frozen"):
+        first.status = "healthy"  # type: ignore[misc]
+    copy = first.model_copy(update={"status": "healthy"})
+    assert (copy.status, first.status) == ("healthy", "down")
+    assert second.model_fields_set == set(ServiceStatus.model_fields)
+    assert hash(first) != hash(second)
+    assert trusted_rows(ServiceStatus, []) == []
