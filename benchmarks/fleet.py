@@ -25,10 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from benchmarks import ingest, role
 from benchmarks.operations import DAY, Query, run_query, stats
 from benchmarks.run import ingest_rows, table, write
-from cim_monitoring import latest_status, make_engine, make_session_factory, migrations
+from cim_monitoring import (
+    incidents,
+    latest_status,
+    make_engine,
+    make_session_factory,
+    migrations,
+    status_changes,
+)
 from cim_monitoring.schemas import ServiceStatus
 from workbench import fleet_scale
-from workbench.fleet import vacuum_analyze
+from workbench.fleet import service_name, vacuum_analyze
 
 # Issue #11's targets hold for this many services; other sizes are reported, not judged.
 TARGET_SERVICES = 5000
@@ -99,10 +106,19 @@ def _plain_copy(factory: sessionmaker[Session]) -> None:
 def queries(data: fleet_scale.FleetData) -> list[Query]:
     """The API calls timed, each with its baseline; a new operation is one more line."""
     end, judged = data.window_end, data.services == TARGET_SERVICES
+    # A service that flaps (fleet_scale.FLAPPING_EVERY): its month holds dozens of changes.
+    flapping = service_name(fleet_scale.FLAPPING_EVERY + 7, data.services)
     return [
         Query("latest_status", latest_status, lambda s: s.execute(_FETCH_PLAIN).all(), within=2),
         stats("service_stats 24 h", end - DAY, end, limit_ms=200 if judged else None),
         stats("service_stats 30 d", end - 30 * DAY, end, limit_ms=400 if judged else None),
+        Query("incidents 24 h", lambda s: incidents(s, start=end - DAY, end=end), None),
+        Query("incidents 30 d", lambda s: incidents(s, start=end - 30 * DAY, end=end), None),
+        Query(
+            "status_changes 30 d, one service",
+            lambda s: status_changes(s, flapping, start=end - 30 * DAY, end=end),
+            None,
+        ),
     ]
 
 

@@ -75,7 +75,10 @@ CREATE TABLE {TABLE_SCHEMA}.service_health_state (
     CONSTRAINT ck_service_health_state_service_name_valid CHECK ({SERVICE_NAME_VALID}),
     CONSTRAINT ck_service_health_state_status_valid CHECK (status IN ({STATUSES})),
     CONSTRAINT ck_service_health_state_latency_ms_non_negative CHECK (latency_ms >= 0)
-);
+) WITH (fillfactor = 50);
+-- Every insert updates a service's row in place: half of each page left free keeps those
+-- updates on the page (HOT), so the table stays a few pages for thousands of services instead
+-- of growing with every update until vacuum (1,227 pages for 5,000 rows were seen).
 CREATE TABLE {TABLE_SCHEMA}.service_health_changes (
     service_name text NOT NULL,
     changed_at timestamptz NOT NULL,
