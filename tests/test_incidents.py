@@ -151,6 +151,21 @@ def test_changes_and_incidents_match_the_raw_checks(
         assert face.incidents(start=T0 - DAY, end=T0 + DAY) == reference_incidents(
             face, T0 - DAY, T0 + DAY
         )
+        # service_stats sums the same incidents in SQL: their count, and their overlap with
+        # the window (T0 is long past: now() does not cut it).
+        stats = face.service_stats(start=start, end=end, services=SERVICES)
+        assert {s.service_name: (s.incidents, s.downtime_seconds) for s in stats} == {
+            service: (
+                len(mine := [i for i in expected if i.service_name == service]),
+                pytest.approx(
+                    sum(
+                        (min(i.ended_at or end, end) - max(i.started_at, start)).total_seconds()
+                        for i in mine
+                    )
+                ),
+            )
+            for service in SERVICES
+        }
 
 
 def test_an_incident_that_ended_at_start_is_not_reported_one_ongoing_is(face: Face) -> None:

@@ -270,3 +270,88 @@ def _runs(row: Any) -> list[tuple[datetime, datetime | None, str]]:
     if opened_at is not None:
         found.append((opened_at, row.closed_at, _WORST if row.down_after else worst))
     return found
+
+
+class Downtime(NamedTuple):
+    """One service over a window: the incidents that overlap it, and how long of it (up to
+    the database's ``now()``) the service was not healthy."""
+
+    incidents: int
+    seconds: float
+
+
+# Per service named: the window's changes with the moment of the next one (the segments of
+# time each status held), summed in SQL, and one primary-key probe for the status at start.
+# service_stats needs only these two figures: walking every incident in Python took three
+# times the rest of a 30-day service_stats for 50 services that changed status every hour.
+_DOWNTIME = text(
+    """
+    WITH horizon AS (SELECT least(CAST(:end AS timestamptz), now()) AS at),
+    inside AS (
+        SELECT c.service_name, c.changed_at, c.from_status, c.to_status,
+               c.to_status <> 'healthy' AND (c.from_status IS NULL OR c.from_status = 'healthy')
+                   AS entering,
+               lead(c.changed_at) OVER (PARTITION BY c.service_name
+                                        ORDER BY c.changed_at, c.check_id) AS next_at
+          FROM service_health_changes AS c
+         WHERE c.changed_at >= :start AND c.changed_at < :end
+           AND c.service_name = ANY(CAST(:services AS text[]))
+    ),
+    per_service AS (
+        SELECT service_name,
+               count(*) FILTER (WHERE entering AND changed_at > :start)
+               -- Of incidents begun exactly at start, only one still open after the last
+               -- change at start overlaps the window (the others ended at start).
+               + CASE WHEN bool_or(entering AND changed_at = :start)
+                           AND bool_or(changed_at = :start AND to_status <> 'healthy'
+                                       AND (next_at IS NULL OR next_at > :start))
+                      THEN 1 ELSE 0 END AS entered,
+               coalesce(sum(extract(epoch FROM greatest(
+                   least(coalesce(next_at, horizon.at), horizon.at)
+                   - least(changed_at, horizon.at), interval '0')))
+                   FILTER (WHERE to_status <> 'healthy'), 0) AS inside_seconds,
+               min(changed_at) AS first_at,
+               -- An incident open before start that a change exactly at start ends does not
+               -- overlap the window.
+               coalesce(bool_or(changed_at = :start AND to_status = 'healthy'), false)
+                   AS healed_at_start
+          FROM inside, horizon
+         GROUP BY service_name
+    )
+    SELECT names.service_name, before.to_status AS at_start, per_service.entered,
+           per_service.inside_seconds, per_service.healed_at_start,
+           extract(epoch FROM greatest(
+               least(coalesce(per_service.first_at, horizon.at), horizon.at)
+               - CAST(:start AS timestamptz), interval '0')) AS leading_seconds
+      FROM (SELECT DISTINCT unnest(CAST(:services AS text[])) AS service_name) AS names
+      CROSS JOIN horizon
+      LEFT JOIN per_service ON per_service.service_name = names.service_name
+      LEFT JOIN LATERAL (
+            SELECT c.to_status FROM service_health_changes AS c
+             WHERE c.service_name = names.service_name AND c.changed_at < :start
+             ORDER BY c.changed_at DESC, c.check_id DESC
+             LIMIT 1
+      ) AS before ON true
+    """
+)
+
+
+def downtime(
+    session: Session, start: datetime, end: datetime, services: Sequence[str]
+) -> dict[str, Downtime]:
+    """Per service of ``services``, for validated arguments: what ``service_stats`` reports of
+    the incidents overlapping ``[start, end)``, the same figures as summing over
+    :func:`incidents`, from one statement."""
+    values = {"start": start, "end": end, "services": list(services)}
+    with without_jit(session):
+        rows = session.execute(_DOWNTIME, values).all()
+    found = {}
+    for row in rows:
+        count, seconds = row.entered or 0, float(row.inside_seconds or 0)
+        if row.at_start is not None and row.at_start != _HEALTHY:
+            # Not healthy at start: that incident overlaps unless a change at start ended it;
+            # its time in the window runs up to the first change inside.
+            count += 0 if row.healed_at_start else 1
+            seconds += float(row.leading_seconds)
+        found[row.service_name] = Downtime(count, seconds)
+    return found

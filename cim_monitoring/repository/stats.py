@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository._common import CHECKS
-from cim_monitoring.repository.incidents import overlapping
+from cim_monitoring.repository.incidents import downtime
 from cim_monitoring.repository.rollups import (
     BUCKET_WIDTH,
     DAY,
@@ -85,20 +85,11 @@ def _downtime(
     session: Session, params: StatsParams, names: list[str]
 ) -> dict[str, dict[str, int | float]]:
     """Per service of ``names``: how many incidents overlap the range, and for how long."""
-    found = overlapping(session, params.start, params.end, names)
-    figures: dict[str, dict[str, int | float]] = {
-        name: {"incidents": 0, "downtime_seconds": 0.0} for name in names
+    found = downtime(session, params.start, params.end, names)
+    return {
+        name: {"incidents": found[name].incidents, "downtime_seconds": found[name].seconds}
+        for name in names
     }
-    if found.now is None:
-        return figures
-    horizon = min(params.end, found.now)
-    for run in found.runs:
-        until = min(run.ended_at or horizon, horizon)
-        covered = max(until - max(run.started_at, params.start), timedelta(0))
-        service = figures[run.service_name]
-        service["incidents"] += 1
-        service["downtime_seconds"] += covered.total_seconds()
-    return figures
 
 
 def _by_service(_: ColumnElement[datetime], table: Table) -> ColumnElement[Any]:
