@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from derived import CHANGES, CHANGES_REFERENCE, STATE, STATE_REFERENCE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
@@ -31,31 +32,6 @@ if TYPE_CHECKING:
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
-# The definitions, straight from the raw rows: the newest check per service, and every check
-# whose status differs from the one before it by (created_at, id).
-STATE_REFERENCE = text(
-    "SELECT DISTINCT ON (service_name) service_name, status, latency_ms, created_at, id "
-    "FROM service_health_checks ORDER BY service_name, created_at DESC, id DESC"
-)
-STATE = text(
-    "SELECT service_name, status, latency_ms, checked_at, check_id "
-    "FROM service_health_state ORDER BY service_name"
-)
-CHANGES_REFERENCE = text(
-    """
-    SELECT service_name, created_at, id, previous, status
-      FROM (SELECT service_name, created_at, id, status,
-                   lag(status) OVER (PARTITION BY service_name ORDER BY created_at, id)
-                       AS previous
-              FROM service_health_checks) AS checks
-     WHERE previous IS DISTINCT FROM status
-     ORDER BY 1, 2, 3
-    """
-)
-CHANGES = text(
-    "SELECT service_name, changed_at, check_id, from_status, to_status "
-    "FROM service_health_changes ORDER BY 1, 2, 3"
-)
 RAW_INSERT = text(
     "INSERT INTO service_health_checks (service_name, status, latency_ms, created_at) "
     "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "

@@ -15,6 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from derived import (
+    CHANGES_AFTER_OLDEST,
+    CHANGES_AFTER_OLDEST_REFERENCE,
+    STATE,
+    STATE_REFERENCE,
+)
 from sqlalchemy import Engine, text
 
 from cim_monitoring import (
@@ -43,34 +49,6 @@ PAIRS = [(f"svc-{s}", f"type_{t}") for s in range(3) for t in range(2)]
 DUPLICATE_OPEN = text(
     "SELECT service_name, alert_type, count(*) FROM alert_events "
     "WHERE status <> 'resolved' GROUP BY 1, 2 HAVING count(*) > 1"
-)
-
-STATE = text(
-    "SELECT service_name, status, checked_at, check_id FROM service_health_state ORDER BY 1"
-)
-STATE_REFERENCE = text(
-    "SELECT DISTINCT ON (service_name) service_name, status, created_at, id "
-    "FROM service_health_checks ORDER BY service_name, created_at DESC, id DESC"
-)
-_OLDEST = (
-    "(SELECT created_at, id FROM service_health_checks AS o "
-    "WHERE o.service_name = {table}.service_name ORDER BY created_at, id LIMIT 1)"
-)
-CHANGES_AFTER_OLDEST = text(
-    "SELECT service_name, changed_at, check_id, from_status, to_status "
-    "FROM service_health_changes AS c "
-    f"WHERE ROW(changed_at, check_id) > {_OLDEST.format(table='c')} ORDER BY 1, 2, 3"
-)
-CHANGES_AFTER_OLDEST_REFERENCE = text(
-    """
-    SELECT service_name, created_at, id, previous, status
-      FROM (SELECT service_name, created_at, id, status,
-                   lag(status) OVER (PARTITION BY service_name ORDER BY created_at, id)
-                       AS previous
-              FROM service_health_checks) AS h
-     WHERE previous IS DISTINCT FROM status AND previous IS NOT NULL
-     ORDER BY 1, 2, 3
-    """
 )
 
 
