@@ -295,7 +295,14 @@ def seed_incidents(session: Session) -> datetime:
     record_checks(
         session,
         (
-            {"service_name": name, "status": status, "created_at": at}
+            # Latencies as wide as they come (641ms), so the status view's figures take all
+            # the room they can beside the service names.
+            {
+                "service_name": name,
+                "status": status,
+                "created_at": at,
+                "latency_ms": None if status == "down" else 641,
+            }
             for name, history in checks.items()
             for at, status in history
         ),
@@ -348,7 +355,9 @@ def test_status_shows_how_long_a_service_has_not_been_healthy(
     assert all(cell_len(line) <= WIDTH for line in output.splitlines())
     assert "…" not in output
     rows = {line.split()[0]: line.split() for line in output.splitlines() if STRIP.search(line)}
+    # A twelve-character name stays whole beside an incident's age and five-character figures.
     assert rows["storage-eu-2"][1:3] == ["degraded", "3h"]
+    assert rows["storage-eu-2"][-2] == "641ms"  # its p95
     assert rows["api"][1] == "healthy"
     assert STRIP.fullmatch(rows["api"][2])
     board = json.loads(ok(cli(env, "status", "--json")).stdout)

@@ -48,7 +48,9 @@ def render_dashboard(board: Dashboard) -> None:
     table = service_table(f"Service health (uptime and p95 over the last {window})", gap=1)
     table.add_column("Status", no_wrap=True)
     table.add_column(STRIP_HEADING, no_wrap=True, min_width=len(STRIP_HEADING))
-    for heading in ("Age", "Latency", "Uptime", "p95", "Alerts"):
+    # "Last": the newest check's latency; a header no wider than its figures leaves the
+    # service names room for twelve characters beside an incident's age at 80 columns.
+    for heading in ("Age", "Last", "Uptime", "p95", "Alerts"):
         table.add_column(heading, justify="right", no_wrap=True)
     for service in board.services:
         table.add_row(*_row(service, board.generated_at))
