@@ -40,9 +40,7 @@ def trusted_rows(model: type[OutT], rows: Iterable[Sequence[Any]]) -> list[OutT]
     """``rows``, each holding the values of ``model``'s fields in their order, as instances of
     ``model``, without validation: only for rows read back from our own tables, whose
     constraints hold what validation would check (validating 5,000 rows took several times
-    as long as fetching them). Moments are still converted to UTC, as validation does; a
-    naive one is taken as UTC: what ``AT TIME ZONE 'UTC'`` makes of a ``timestamptz``, which
-    psycopg loads faster than a moment in the session's time zone."""
+    as long as fetching them). Moments are still converted to UTC, as validation does."""
     built: list[OutT] = _builder(model)(rows)
     return built
 
@@ -63,8 +61,8 @@ def _builder(model: type[_Out]) -> Callable[[Iterable[Sequence[Any]]], list[Any]
         "    append = found.append",
         f"    for {', '.join(locals_)}, in rows:",
         *(
-            f"        if {value} is not None and {value}.tzinfo is not UTC: {value} = "
-            f"{value}.replace(tzinfo=UTC) if {value}.tzinfo is None else {value}.astimezone(UTC)"
+            f"        if {value} is not None and {value}.tzinfo is not UTC: "
+            f"{value} = {value}.astimezone(UTC)"
             for name, value in zip(names, locals_, strict=True)
             if name in moments
         ),
