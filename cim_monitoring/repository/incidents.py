@@ -284,13 +284,12 @@ class Downtime(NamedTuple):
 # time each status held), summed in SQL, and one primary-key probe for the status at start.
 # service_stats needs only these two figures: walking every incident in Python took three
 # times the rest of a 30-day service_stats for 50 services that changed status every hour.
-_DOWNTIME = text(
-    """
+_DOWNTIME_SQL = """
     WITH horizon AS (SELECT least(CAST(:end AS timestamptz), now()) AS at),
     inside AS (
         SELECT c.service_name, c.changed_at, c.from_status, c.to_status,
-               c.to_status <> 'healthy' AND (c.from_status IS NULL OR c.from_status = 'healthy')
-                   AS entering,
+               c.to_status <> '{healthy}'
+                   AND (c.from_status IS NULL OR c.from_status = '{healthy}') AS entering,
                lead(c.changed_at) OVER (PARTITION BY c.service_name
                                         ORDER BY c.changed_at, c.check_id) AS next_at
           FROM service_health_changes AS c
@@ -303,7 +302,7 @@ _DOWNTIME = text(
                -- Of incidents begun exactly at start, only one still open after the last
                -- change at start overlaps the window (the others ended at start).
                + CASE WHEN bool_or(entering AND changed_at = :start)
-                           AND bool_or(changed_at = :start AND to_status <> 'healthy'
+                           AND bool_or(changed_at = :start AND to_status <> '{healthy}'
                                        AND (next_at IS NULL OR next_at > :start))
                       THEN 1 ELSE 0 END AS entered,
                -- Intervals summed, their seconds taken once: extract() per row (numeric)
@@ -311,11 +310,11 @@ _DOWNTIME = text(
                coalesce(extract(epoch FROM sum(greatest(
                    least(coalesce(next_at, horizon.at), horizon.at)
                    - least(changed_at, horizon.at), interval '0'))
-                   FILTER (WHERE to_status <> 'healthy')), 0) AS inside_seconds,
+                   FILTER (WHERE to_status <> '{healthy}')), 0) AS inside_seconds,
                min(changed_at) AS first_at,
                -- An incident open before start that a change exactly at start ends does not
                -- overlap the window.
-               coalesce(bool_or(changed_at = :start AND to_status = 'healthy'), false)
+               coalesce(bool_or(changed_at = :start AND to_status = '{healthy}'), false)
                    AS healed_at_start
           FROM inside, horizon
          GROUP BY service_name
@@ -334,8 +333,8 @@ _DOWNTIME = text(
              ORDER BY c.changed_at DESC, c.check_id DESC
              LIMIT 1
       ) AS before ON true
-    """
-)
+"""
+_DOWNTIME = text(_DOWNTIME_SQL.format(**_STATUSES))
 
 
 def downtime(

@@ -75,21 +75,15 @@ def service_stats(
         )
         found = {str(name): _estimated(str(name), group) for name, group in groups.items()}
     names = sorted(set(params.services)) if params.services is not None else sorted(found)
-    downtime = _downtime(session, params, names)
+    down = downtime(session, params.start, params.end, names)
     return [
-        ServiceStats(**(found.get(name) or _no_checks(name)), **downtime[name]) for name in names
-    ]
-
-
-def _downtime(
-    session: Session, params: StatsParams, names: list[str]
-) -> dict[str, dict[str, int | float]]:
-    """Per service of ``names``: how many incidents overlap the range, and for how long."""
-    found = downtime(session, params.start, params.end, names)
-    return {
-        name: {"incidents": found[name].incidents, "downtime_seconds": found[name].seconds}
+        ServiceStats(
+            **(found.get(name) or _no_checks(name)),
+            incidents=down[name].incidents,
+            downtime_seconds=down[name].seconds,
+        )
         for name in names
-    }
+    ]
 
 
 def _by_service(_: ColumnElement[datetime], table: Table) -> ColumnElement[Any]:
