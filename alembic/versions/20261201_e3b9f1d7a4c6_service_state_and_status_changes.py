@@ -144,9 +144,7 @@ INSERT_CHANGES = f"""
 # check already; a concurrent first writer of the same service waits there until this
 # transaction ends, then finds the row. LOCK_STATES locks every state row of the statement in
 # name order, as every writer does: each later statement sees what concurrent writers of these
-# services committed, and none of them can interleave. A state newer than the first new check
-# of its service (and not one of this statement's, created just above) means a check landed
-# before existing ones: FIND_BACKFILL.
+# services committed, and none of them can interleave.
 CREATE_STATES = f"""
     INSERT INTO {TABLE_SCHEMA}.service_health_state
            (service_name, status, latency_ms, checked_at, check_id)
@@ -161,9 +159,23 @@ LOCK_STATES = f"""
      ORDER BY s.service_name
        FOR UPDATE
 """  # noqa: S608 - assembled from this revision's constants
-FIND_BACKFILL = f"""
+# One statement both moves each state row to its service's newest new check and says whether
+# a check landed before existing ones: a state newer than the first new check of its service,
+# and not one of this statement's (created just above). Its sub-statements share one snapshot,
+# so the test reads the states as they were before the move; the changes below read only the
+# checks and the changes.
+MOVE_STATES = f"""
+    WITH f AS MATERIALIZED ({NEW_BY_SERVICE}),
+    moved AS (
+        UPDATE {TABLE_SCHEMA}.service_health_state AS s
+           SET status = f.status, latency_ms = f.latency_ms,
+               checked_at = f.newest_at, check_id = f.newest_id
+          FROM f
+         WHERE s.service_name = f.service_name
+           AND (f.newest_at, f.newest_id) > (s.checked_at, s.check_id)
+    )
     SELECT EXISTS (
-        SELECT FROM ({NEW_BY_SERVICE}) AS f
+        SELECT FROM f
           JOIN {TABLE_SCHEMA}.service_health_state AS s ON s.service_name = f.service_name
          WHERE s.check_id <> f.newest_id
            AND (s.checked_at, s.check_id) > (f.first_at, f.first_id)
@@ -219,14 +231,6 @@ RECOMPUTE_SPANS = f"""
       ) AS candidates
      WHERE from_status IS DISTINCT FROM status
 """  # noqa: S608 - assembled from this revision's constants
-UPDATE_STATES = f"""
-    UPDATE {TABLE_SCHEMA}.service_health_state AS s
-       SET status = f.status, latency_ms = f.latency_ms,
-           checked_at = f.newest_at, check_id = f.newest_id
-      FROM ({NEW_BY_SERVICE}) AS f
-     WHERE s.service_name = f.service_name
-       AND (f.newest_at, f.newest_id) > (s.checked_at, s.check_id)
-"""  # noqa: S608 - assembled from this revision's constants
 
 
 def _track(run: str) -> str:
@@ -244,14 +248,13 @@ def _track(run: str) -> str:
     return f"""
         {statement(CREATE_STATES)}
         {statement(LOCK_STATES, discard=True)}
-        {statement(FIND_BACKFILL, " INTO backfilled")}
+        {statement(MOVE_STATES, " INTO backfilled")}
         IF NOT backfilled THEN
             {statement(APPEND_CHANGES)}
         ELSE
             {statement(DELETE_SPANS)}
             {statement(RECOMPUTE_SPANS)}
         END IF;
-        {statement(UPDATE_STATES)}
 """
 
 
