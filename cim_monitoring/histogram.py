@@ -12,7 +12,10 @@ keeps the two equal.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from itertools import accumulate
 
 from cim_monitoring.vocabulary import INT32_MAX
 
@@ -26,6 +29,8 @@ def _error(low: int, high: int, estimate: int) -> float:
     return max((estimate - low) / low, (high - estimate) / high)
 
 
+# Asked for the same few bucket ends over and over: thousands of services, three percentiles.
+@lru_cache(maxsize=4096)
 def best_estimate(low: int, high: int) -> int:
     """The integer in ``[low, high]`` with the smallest worst-case relative error: the
     harmonic mean of the ends, rounded whichever way errs less."""
@@ -66,14 +71,26 @@ def percentile(
     ``minimum`` and ``maximum`` are the exact extremes of the same latencies: they narrow the
     first and last buckets, and keep the estimate inside the observed range.
     """
-    total = sum(histogram.values())
+    cells = [0] * (max(histogram, default=-1) + 1)
+    for index, count in histogram.items():
+        cells[index] += count
+    (found,) = percentiles(cells, (fraction,), minimum=minimum, maximum=maximum)
+    return found
+
+
+def percentiles(
+    cells: Sequence[int], fractions: Sequence[float], *, minimum: int, maximum: int
+) -> list[int | None]:
+    """:func:`percentile` of each of ``fractions``, from the counts of buckets 0, 1, ...
+    (trailing ones optional): a dashboard asks for three of each of thousands of services,
+    and a running sum searched by bisection does that at C speed."""
+    running = list(accumulate(cells))
+    total = running[-1] if running else 0
     if total == 0:
-        return None
-    rank = max(math.ceil(fraction * total), 1)
-    seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
-            break
-    upper = BOUNDS[index + 1] - 1 if index + 1 < len(BOUNDS) else INT32_MAX
-    return best_estimate(max(BOUNDS[index], minimum), min(upper, maximum))
+        return [None] * len(fractions)
+    found: list[int | None] = []
+    for fraction in fractions:
+        index = bisect_left(running, max(math.ceil(fraction * total), 1))
+        upper = BOUNDS[index + 1] - 1 if index + 1 < len(BOUNDS) else INT32_MAX
+        found.append(best_estimate(max(BOUNDS[index], minimum), min(upper, maximum)))
+    return found

@@ -187,20 +187,26 @@ def _histogram_check() -> CheckConstraint:
     )
 
 
+def _time_index(column: str) -> Index:
+    """By time, holding each row's service and extremes: the extremes of a time range, and
+    its services, are read from the index alone."""
+    return Index(None, column, postgresql_include=["service_name", "latency_min", "latency_max"])
+
+
 class ServiceHealthHourly(_Rollup, Base):
     __tablename__ = "service_health_hourly"
 
-    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
 
-    __table_args__ = (_histogram_check(),)
+    __table_args__ = (_histogram_check(), _time_index("hour"))
 
 
 class ServiceHealthDaily(_Rollup, Base):
     __tablename__ = "service_health_daily"
 
-    day: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    day: Mapped[datetime] = mapped_column(primary_key=True)
 
-    __table_args__ = (_histogram_check(),)
+    __table_args__ = (_histogram_check(), _time_index("day"))
 
 
 class ServiceHealthState(Base):
@@ -242,6 +248,34 @@ class ServiceHealthChange(Base):
         CheckConstraint(_in("from_status", HEALTH_STATUSES), name="from_status_valid"),
         CheckConstraint(_in("to_status", HEALTH_STATUSES), name="to_status_valid"),
         CheckConstraint("from_status IS DISTINCT FROM to_status", name="is_a_change"),
+    )
+
+
+class ServiceHealthTotal(Base):
+    """Per service and UTC hour, the running totals of its checks up to the end of that hour:
+    counts by status and the latency histogram (without its trailing empty buckets). The
+    checks of any span of whole hours are the difference of two rows; kept by a trigger on
+    service_health_checks for every hour the hourly rollup has, purged with the rollups."""
+
+    __tablename__ = "service_health_totals"
+
+    service_name: Mapped[str] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    healthy: Mapped[int] = mapped_column(BigInteger)
+    degraded: Mapped[int] = mapped_column(BigInteger)
+    down: Mapped[int] = mapped_column(BigInteger)
+    latency_histogram: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+
+    __table_args__ = (
+        _service_name_check(),
+        CheckConstraint("LEAST(healthy, degraded, down) >= 0", name="counts_non_negative"),
+        CheckConstraint(
+            f"cardinality(latency_histogram) <= {LATENCY_BUCKETS}",
+            name="latency_histogram_buckets",
+        ),
+        # The current hour's row is rewritten by every insert: room on each page keeps the
+        # updates in place (HOT).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
 

@@ -20,6 +20,9 @@ _INSERTS = {
     "(service_name, status, checked_at, check_id) VALUES ({service}, 'healthy', now(), 1)",
     "service_health_changes": "INSERT INTO service_health_changes "
     "(service_name, changed_at, check_id, to_status) VALUES ({service}, now(), 1, 'healthy')",
+    "service_health_totals": "INSERT INTO service_health_totals "
+    "(service_name, hour, healthy, degraded, down, latency_histogram) "
+    "VALUES ({service}, now(), 1, 0, 0, '{{}}')",
 }
 
 

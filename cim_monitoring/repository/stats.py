@@ -1,12 +1,12 @@
 """Per-service statistics and time-bucketed series of health checks.
 
-By default they read the rollups for whole hours and days and raw rows only for the partial
-edges (see ``rollups``): counts and maxima are exact, percentiles are estimated from the latency
-histogram within ``histogram.RELATIVE_ERROR`` (10 %) of the exact value. ``exact=True`` reads
-raw rows only: exact percentiles with ``percentile_disc`` (the nearest-rank method, a latency
-that was actually observed), at the cost of scanning every check of the range, and nothing
-older than raw retention. Checks without a latency (no response) count towards the status
-counts but not the latency figures.
+By default they read whole hours from the running totals (``totals``: per-service statistics)
+or the rollups (series), and raw rows only for the partial edges: counts and maxima are exact,
+percentiles are estimated from the latency histogram within ``histogram.RELATIVE_ERROR`` (10 %)
+of the exact value. ``exact=True`` reads raw rows only: exact percentiles with
+``percentile_disc`` (the nearest-rank method, a latency that was actually observed), at the
+cost of scanning every check of the range, and nothing older than raw retention. Checks
+without a latency (no response) count towards the status counts but not the latency figures.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cim_monitoring.repository.rollups import (
     aggregate,
     floor,
 )
+from cim_monitoring.repository.totals import by_service
 from cim_monitoring.schemas import ServiceStats, StatusBucket
 from cim_monitoring.schemas.params import SeriesParams, StatsParams
 from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
@@ -65,15 +66,8 @@ def service_stats(
     if exact:
         found = _exact_stats(session, params)
     else:
-        groups = aggregate(
-            session,
-            start=params.start,
-            end=params.end,
-            grains=(DAY, HOUR),
-            key=_by_service,
-            services=params.services,
-        )
-        found = {str(name): _estimated(str(name), group) for name, group in groups.items()}
+        groups = by_service(session, start=params.start, end=params.end, services=params.services)
+        found = {name: _estimated(name, group) for name, group in groups.items()}
     names = sorted(set(params.services)) if params.services is not None else sorted(found)
     down = downtime(session, params.start, params.end, names)
     return [
@@ -84,10 +78,6 @@ def service_stats(
         )
         for name in names
     ]
-
-
-def _by_service(_: ColumnElement[datetime], table: Table) -> ColumnElement[Any]:
-    return table.c.service_name
 
 
 # A service's counts and latency figures: ServiceStats but for the incidents.
@@ -118,7 +108,7 @@ _NO_LATENCY: tuple[int | None, ...] = (None, None, None)
 
 
 def _estimated(service_name: str, group: Aggregate) -> _Figures:
-    percentiles = tuple(group.percentile(fraction) for fraction in _PERCENTILES)
+    percentiles = group.percentiles(_PERCENTILES)
     counts = (group.healthy, group.degraded, group.down)
     return _figures(service_name, counts, percentiles, group.latency_max)
 
