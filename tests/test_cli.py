@@ -232,10 +232,10 @@ def test_record_then_purge_with_dry_run(migrated: dict[str, str]) -> None:
     # The 402-day check is the service's first status change; newer ones (down, then healthy)
     # tell its status since.
     assert "would delete 2 health checks, 0 resolved alerts and 0 service states from" in dry
-    assert "and 2 rollup rows and 1 status changes older than 400d (dry run" in dry
+    assert "and 2 rollup rows, 1 running totals and 1 status changes older than 400d (dry" in dry
     done = ok(cli(migrated, "purge", "--older-than", "30d")).stdout
     assert "deleted 2 health checks, 0 resolved alerts and 0 service states from before" in done
-    assert "and 2 rollup rows and 1 status changes older than 400d" in done
+    assert "and 2 rollup rows, 1 running totals and 1 status changes older than 400d" in done
     report = json.loads(ok(cli(migrated, "status", "--json")).stdout)
     assert [s["status"] for s in report["services"]] == ["healthy"]
 

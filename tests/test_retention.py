@@ -100,8 +100,8 @@ def test_purge_in_the_callers_session(face: Face, caplog: pytest.LogCaptureFixtu
     assert len(checks_left(face)) == 27
     batches = [r.count for r in caplog.records if r.getMessage() == "purge batch"]  # type: ignore[attr-defined]
     # Bounded batches of checks, then of alerts, then (none due) of states, hourly and daily
-    # rollups and status changes.
-    assert batches == [5, 5, 5, 5, 3, 1, 0, 0, 0, 0]
+    # rollups, running totals and status changes.
+    assert batches == [5, 5, 5, 5, 3, 1, 0, 0, 0, 0, 0]
     [summary] = [r for r in caplog.records if r.levelname == "INFO"]
     assert (summary.count, summary.health_checks, summary.alerts) == (24, 23, 1)  # type: ignore[attr-defined]
 

@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from derived import CHANGES, CHANGES_REFERENCE, STATE, STATE_REFERENCE
+from derived import CHANGES, CHANGES_REFERENCE, STATE, STATE_REFERENCE, TOTALS, totals_reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
@@ -42,6 +42,7 @@ RAW_INSERT = text(
 def assert_in_step(bind: Session | Connection) -> None:
     assert bind.execute(STATE).all() == bind.execute(STATE_REFERENCE).all()
     assert bind.execute(CHANGES).all() == bind.execute(CHANGES_REFERENCE).all()
+    assert [tuple(row) for row in bind.execute(TOTALS)] == totals_reference(bind)
 
 
 check = st.fixed_dictionaries(
@@ -49,7 +50,7 @@ check = st.fixed_dictionaries(
         "service_name": st.sampled_from(["api", "db", "queue"]),
         "status": st.sampled_from(HEALTH_STATUSES),
         "latency_ms": st.one_of(st.none(), st.integers(0, 500)),
-        # Few distinct minutes: ties on created_at are common, and most statements after the
+        # Few distinct moments: ties on created_at are common, and most statements after the
         # first land between checks already stored.
         "minute": st.integers(0, 20),
     }
@@ -63,7 +64,8 @@ def _insert(session: Session, path: str, checks: list[dict[str, Any]]) -> None:
             "service_name": c["service_name"],
             "status": c["status"],
             "latency_ms": c["latency_ms"],
-            "created_at": T0 + timedelta(minutes=c["minute"]),
+            # Nine minutes apart: the checks fall in three hours of running totals.
+            "created_at": T0 + timedelta(minutes=9 * c["minute"]),
         }
         for c in checks
     ]

@@ -17,7 +17,7 @@ from cim_monitoring.cli.durations import duration_label, duration_option
 # purge_expired reports only when it is done; cut-offs stepping from the oldest expired check
 # to the real one give the progress bar true steps, each call still deleting in bounded batches.
 PURGE_STEPS = 20
-_COUNTED = ("health_checks", "alerts", "states", "rollups", "changes")
+_COUNTED = ("health_checks", "alerts", "states", "rollups", "totals", "changes")
 
 
 def purge(
@@ -31,8 +31,8 @@ def purge(
         timedelta,
         duration_option(
             "--rollups-older-than",
-            "Delete hourly and daily rollups ended, and status changes (but each service's "
-            "newest) made, before now minus this.",
+            "Delete hourly and daily rollups and running totals ended, and status changes "
+            "(but each service's newest) made, before now minus this.",
         ),
     ] = timedelta(days=400),
     dry_run: Annotated[
@@ -42,8 +42,8 @@ def purge(
         int, typer.Option("--batch-size", min=1, help="Rows per DELETE (per lock).")
     ] = 5000,
 ) -> None:
-    """Delete health checks, and alerts resolved, before now minus --older-than, and rollups
-    and status changes older than --rollups-older-than."""
+    """Delete health checks, and alerts resolved, before now minus --older-than, and rollups,
+    running totals and status changes older than --rollups-older-than."""
     with database() as engine:
         with migrated_session(engine) as session:
             expired = count_expired(
@@ -81,8 +81,9 @@ def _rows(rows: PurgeResult, rollups_older_than: timedelta) -> str:
     when = rows.cutoff.isoformat(timespec="seconds")
     return (
         f"{rows.health_checks} health checks, {rows.alerts} resolved alerts and "
-        f"{rows.states} service states from before {when}, and {rows.rollups} rollup rows and "
-        f"{rows.changes} status changes older than {duration_label(rollups_older_than)}"
+        f"{rows.states} service states from before {when}, and {rows.rollups} rollup rows, "
+        f"{rows.totals} running totals and {rows.changes} status changes older than "
+        f"{duration_label(rollups_older_than)}"
     )
 
 

@@ -16,12 +16,14 @@ from cim_monitoring.models import (
     ServiceHealthChange,
     ServiceHealthCheck,
     ServiceHealthState,
+    ServiceHealthTotal,
 )
 
 CHECKS = cast(Table, ServiceHealthCheck.__table__)
 ALERTS = cast(Table, AlertEvent.__table__)
 STATES = cast(Table, ServiceHealthState.__table__)
 CHANGES = cast(Table, ServiceHealthChange.__table__)
+TOTALS = cast(Table, ServiceHealthTotal.__table__)
 
 
 def at(now: datetime | None) -> ColumnElement[datetime]:

@@ -1,7 +1,8 @@
 """Retention: delete expired health checks, long-resolved alerts and old rollups in bounded
 batches. Rollups are kept much longer than raw checks: they answer uptime and percentiles for
-ranges whose raw rows are gone. Status changes go with the rollups, except each service's
-newest one, which still tells its status; a service's state goes with its last raw check."""
+ranges whose raw rows are gone; the running totals go with the hourly rollups. Status changes
+go with the rollups, except each service's newest one, which still tells its status; a
+service's state goes with its last raw check."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from cim_monitoring.repository._common import ALERTS, CHANGES, CHECKS, STATES, stopwatch
+from cim_monitoring.repository._common import ALERTS, CHANGES, CHECKS, STATES, TOTALS, stopwatch
 from cim_monitoring.repository.queries import database_now
 from cim_monitoring.repository.rollups import DAY, HOUR, ROLLUPS, TIME_COLUMNS, floor
 from cim_monitoring.schemas import ExpiredRows, PurgeResult
@@ -46,8 +47,9 @@ def purge_expired(
     rollups_older_than: timedelta = DEFAULT_ROLLUP_RETENTION,
 ) -> PurgeResult:
     """Delete checks created before ``now - older_than``, alerts resolved before it and the
-    state of services whose newest check is older; hourly and daily rollups that end before
-    ``now - rollups_older_than``, and status changes older than that but each service's newest.
+    state of services whose newest check is older; hourly and daily rollups and running totals
+    that end before ``now - rollups_older_than``, and status changes older than that but each
+    service's newest.
 
     Open alerts are never deleted, however old. Each DELETE takes at most ``batch_size`` rows
     and skips rows another purge has locked. Given an ``Engine``, every batch commits on its
@@ -125,7 +127,7 @@ class _Expired(NamedTuple):
 
 def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
     """What retention deletes at ``now``: checks (first: count_expired reads its condition),
-    resolved alerts, states, hourly and daily rollups, status changes."""
+    resolved alerts, states, hourly and daily rollups, running totals, status changes."""
     cutoff = now - params.older_than
     rollups_cutoff = now - params.rollups_older_than
     # resolved_at >= created_at: the created_at bound lets the scan stop at the cut-off.
@@ -140,6 +142,11 @@ def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
         time = table.c[TIME_COLUMNS[grain]]
         # A bucket goes only when all of it is older than the cut-off.
         found.append(_Expired("rollups", table, time < floor(rollups_cutoff, grain), time))
+    # The running totals go with the hourly rollups: a window's base is then the row before
+    # it, or (none left) its first row less that hour's rollup.
+    found.append(
+        _Expired("totals", TOTALS, TOTALS.c.hour < floor(rollups_cutoff, HOUR), TOTALS.c.hour)
+    )
     newer = CHANGES.alias("newer")
     newer_change = exists().where(
         newer.c.service_name == CHANGES.c.service_name,

@@ -195,8 +195,9 @@ class AlertOut(_Out):
 
 class PurgeResult(_Out):
     """What one retention run deleted, and the cut-off it used for checks and alerts;
-    ``rollups`` counts hourly and daily rollup rows together, ``changes`` status changes,
-    ``states`` the state rows of services with no check since the cut-off."""
+    ``rollups`` counts hourly and daily rollup rows together, ``totals`` the services' running
+    totals by hour, ``changes`` status changes, ``states`` the state rows of services with no
+    check since the cut-off."""
 
     cutoff: UtcDatetime
     health_checks: int
@@ -204,6 +205,7 @@ class PurgeResult(_Out):
     rollups: int = 0
     changes: int = 0
     states: int = 0
+    totals: int = 0
 
 
 class ExpiredRows(PurgeResult):
