@@ -13,7 +13,16 @@ from sqlalchemy import Connection, Engine, text
 from cim_monitoring import Finding, verify_database
 from cim_monitoring.models import Base
 
-PER_TABLE = {"columns", "checks", "indexes", "row_security", "policies", "grants", "readers"}
+PER_TABLE = {
+    "columns",
+    "checks",
+    "indexes",
+    "partitions",
+    "row_security",
+    "policies",
+    "grants",
+    "readers",
+}
 
 
 def _failed(findings: list[Finding]) -> list[Finding]:

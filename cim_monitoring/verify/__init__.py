@@ -1,10 +1,10 @@
 """Verify a live database against this package.
 
 The revision first; then, per table the models declare, its shape (``schema``: columns,
-CHECKs, indexes) and who may touch it (``access``: row level security, policies, grants,
-readers). An application may call :func:`verify_database` from its health endpoint (as its own
-login role: every query reads the catalogue only); ``cim-monitoring doctor`` prints the same
-findings.
+CHECKs, indexes), its day partitions ahead (``partitions``) and who may touch it (``access``:
+row level security, policies, grants, readers). An application may call
+:func:`verify_database` from its health endpoint (as its own login role: every query reads the
+catalogue only); ``cim-monitoring doctor`` prints the same findings.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cim_monitoring.db import connected
 from cim_monitoring.models import Base
 from cim_monitoring.objects import FUNCTION_SCHEMA
 from cim_monitoring.schemas import Finding
-from cim_monitoring.verify import access, schema
+from cim_monitoring.verify import access, partitions, schema
 from cim_monitoring.verify.schema import Problem
 
 __all__ = ["host_tables", "table_columns", "verify_database"]
@@ -29,6 +29,11 @@ _AREAS: tuple[Area, ...] = (
     ("columns", "columns as the models declare", schema.columns),
     ("checks", "CHECK constraints as the models declare", schema.checks),
     ("indexes", "indexes as the models declare", schema.indexes),
+    (
+        "partitions",
+        f"a partition for each of the next {partitions.DAYS_AHEAD} days, where partitioned by day",
+        partitions.missing,
+    ),
     ("row_security", "row level security enabled and forced", access.row_security),
     (
         "policies",
