@@ -28,6 +28,8 @@ TABLES: dict[str, Expectation] = {
                 "naming service_health_daily, service_health_hourly",
                 "statement trigger service_health_checks_track with a transition table, "
                 "naming service_health_changes, service_health_checks, service_health_state",
+                "statement trigger service_health_checks_track_totals with a transition table, "
+                "naming service_health_hourly, service_health_totals",
             }
         ),
         "the bulk of the data; the key must become (service_name, ...) and the insert "
@@ -44,6 +46,9 @@ TABLES: dict[str, Expectation] = {
     ),
     "service_health_changes": Expectation(
         Plan.DISTRIBUTE, frozenset(), "keyed by (service_name, changed_at, check_id) already"
+    ),
+    "service_health_totals": Expectation(
+        Plan.DISTRIBUTE, frozenset(), "keyed by (service_name, hour) already"
     ),
     "alert_events": Expectation(
         Plan.REFERENCE,
@@ -62,6 +67,16 @@ FUNCTIONS: dict[str, Expectation] = {
     ),
     "cim_monitoring.service_health_histogram_sum(integer[],integer[])": Expectation(
         Plan.EVERY_NODE, frozenset({"function"}), "pure arithmetic on arrays"
+    ),
+    "cim_monitoring.service_health_histogram_add(bigint[],bigint[])": Expectation(
+        Plan.EVERY_NODE, frozenset({"function"}), "pure arithmetic on arrays"
+    ),
+    "cim_monitoring.service_health_track_totals()": Expectation(
+        Plan.SHARDS,
+        frozenset(
+            {"trigger function", "names service_health_hourly", "names service_health_totals"}
+        ),
+        "running totals from the hourly rollups of the same services: co-located rows only",
     ),
     "cim_monitoring.service_health_checks_refuse_update()": Expectation(
         Plan.SHARDS,
