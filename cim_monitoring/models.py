@@ -260,7 +260,8 @@ class ServiceHealthTotal(Base):
     __tablename__ = "service_health_totals"
 
     service_name: Mapped[str] = mapped_column(primary_key=True)
-    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    # The hour index finds every service's row of one hour at once.
+    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
     healthy: Mapped[int] = mapped_column(BigInteger)
     degraded: Mapped[int] = mapped_column(BigInteger)
     down: Mapped[int] = mapped_column(BigInteger)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from cim_monitoring import Incident, ServiceStatus, StatusChange
+from cim_monitoring import Incident, ServiceStats, ServiceStatus, StatusChange
 from cim_monitoring.schemas.outputs import trusted_rows
 
 PARIS = datetime(2024, 6, 1, 14, 30, tzinfo=ZoneInfo("Europe/Paris"))
@@ -17,6 +17,8 @@ ROWS: list[tuple[type[BaseModel], tuple[object, ...]]] = [
     (ServiceStatus, ("api", "down", None, PARIS)),
     (ServiceStatus, ("db", "healthy", 12, datetime(2024, 1, 1, tzinfo=UTC))),
     (StatusChange, ("api", PARIS, None, "down")),
+    (ServiceStats, ("api", 4, 2, 1, 1, 0.5, 10, 20, 30, 40, 2, 12.5)),
+    (ServiceStats, ("idle", 0, 0, 0, 0, None, None, None, None, None, 0, 0.0)),
     (Incident, ("api", PARIS, None, "degraded", timedelta(minutes=5))),
     (
         Incident,

@@ -87,7 +87,9 @@ CREATE TABLE {TABLE_SCHEMA}.{TABLE} (
     CONSTRAINT ck_{TABLE}_counts_non_negative CHECK (LEAST(healthy, degraded, down) >= 0),
     CONSTRAINT ck_{TABLE}_latency_histogram_buckets
         CHECK (cardinality(latency_histogram) <= {BUCKETS})
-) WITH (fillfactor = 70)
+) WITH (fillfactor = 70);
+-- A window's base rows are nearly always those of one hour, for every service at once.
+CREATE INDEX ix_{TABLE}_hour ON {TABLE_SCHEMA}.{TABLE} (hour);
 """
 
 # PL/pgSQL without a query: no plan to go stale; assigning one element of an array variable

@@ -31,6 +31,7 @@ from cim_monitoring.repository.rollups import (
 )
 from cim_monitoring.repository.totals import by_service
 from cim_monitoring.schemas import ServiceStats, StatusBucket
+from cim_monitoring.schemas.outputs import trusted_rows
 from cim_monitoring.schemas.params import SeriesParams, StatsParams
 from cim_monitoring.vocabulary import EPOCH, HEALTH_STATUSES
 
@@ -70,18 +71,19 @@ def service_stats(
         found = {name: _estimated(name, group) for name, group in groups.items()}
     names = sorted(set(params.services)) if params.services is not None else sorted(found)
     down = downtime(session, params.start, params.end, names)
-    return [
-        ServiceStats(
-            **(found.get(name) or _no_checks(name)),
-            incidents=down[name].incidents,
-            downtime_seconds=down[name].seconds,
-        )
-        for name in names
-    ]
+    # Built without validation: counts and figures computed here from our own constrained
+    # rows (validating 5,000 took 25 ms of a dashboard's 250).
+    return trusted_rows(
+        ServiceStats,
+        (
+            (*(found.get(name) or _no_checks(name)), down[name].incidents, down[name].seconds)
+            for name in names
+        ),
+    )
 
 
-# A service's counts and latency figures: ServiceStats but for the incidents.
-_Figures = dict[str, Any]
+# A service's counts and latency figures: the fields of ServiceStats before the incidents.
+_Figures = tuple[Any, ...]
 
 
 def _exact_stats(session: Session, params: StatsParams) -> dict[str, _Figures]:
@@ -131,18 +133,8 @@ def _figures(
     healthy, degraded, down = counts
     total = healthy + degraded + down
     p50, p95, p99 = percentiles
-    return {
-        "service_name": service_name,
-        "total": total,
-        "healthy": healthy,
-        "degraded": degraded,
-        "down": down,
-        "uptime": healthy / total if total else None,
-        "p50_ms": p50,
-        "p95_ms": p95,
-        "p99_ms": p99,
-        "max_ms": max_ms,
-    }
+    uptime = healthy / total if total else None
+    return (service_name, total, healthy, degraded, down, uptime, p50, p95, p99, max_ms)
 
 
 def status_series(
