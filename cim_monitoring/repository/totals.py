@@ -55,8 +55,8 @@ def by_service(
     values: dict[str, Any] = {
         "low": low,
         "high": high,
-        "low_hour": low - HOUR,
-        "high_hour": high - HOUR,
+        "low_hour": _hour_before(low),
+        "high_hour": _hour_before(high),
         "services": names,
     }
     for index, (_, span_low, span_high) in enumerate(inner):
@@ -67,6 +67,15 @@ def by_service(
         edge = found.get(row.service_name)
         found[row.service_name] = window if edge is None else _merged(window, edge)
     return found
+
+
+def _hour_before(moment: datetime) -> datetime | None:
+    """The hour before ``moment``; None (no row is of that hour: probe) at the calendar's
+    start."""
+    try:
+        return moment - HOUR
+    except OverflowError:
+        return None
 
 
 def by_name(_: ColumnElement[datetime], table: Table) -> ColumnElement[Any]:
