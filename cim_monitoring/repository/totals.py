@@ -14,10 +14,10 @@ services of the range with them; the partial hours at either end from the raw ro
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from functools import cache
-from operator import add, sub
+from operator import sub
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, TextClause, text
@@ -62,10 +62,10 @@ def by_service(
     for index, (_, span_low, span_high) in enumerate(inner):
         values[f"low_{index}"], values[f"high_{index}"] = span_low, span_high
     statement = _statement(tuple(grain for grain, _, _ in inner), services is not None)
-    for row in session.execute(statement, values):
-        window = _window(row)
-        edge = found.get(row.service_name)
-        found[row.service_name] = window if edge is None else _merged(window, edge)
+    # all(): iterating the result would fetch row by row.
+    for row in session.execute(statement, values).all():
+        name = row.service_name
+        found[name] = _window(row, found.get(name))
     return found
 
 
@@ -185,32 +185,38 @@ def _cells(array: str | None) -> list[int]:
     return list(map(int, array[1:-1].split(",")))
 
 
-def _window(row: Row[Any]) -> Aggregate:
-    """The service's checks of the whole hours: the totals' difference, plus the first hour's
-    rollup when the base is the first row from ``low`` on."""
+def _window(row: Row[Any], edge: Aggregate | None) -> Aggregate:
+    """The service's checks of the whole hours (the totals' difference, plus the first hour's
+    rollup when the base is the first row from ``low`` on) and of the ``edge`` hours."""
     _, low, high, healthy, degraded, down, high_cells, low_cells, own_cells = tuple(row)
     cells, base = _cells(high_cells), _cells(low_cells)
     # A running total only grows: the earlier one is never the longer.
     cells = list(map(sub, cells, base + [0] * (len(cells) - len(base))))
     if own_cells is not None:
-        cells = _added(cells, _cells(own_cells))
-    return Aggregate(healthy, degraded, down, low, high, cells)
-
-
-def _added(one: list[int], other: list[int]) -> list[int]:
-    if len(one) < len(other):
-        one, other = other, one
-    return list(map(add, one, other + [0] * (len(one) - len(other))))
-
-
-def _merged(one: Aggregate, other: Aggregate) -> Aggregate:
-    lows = [v for v in (one.latency_min, other.latency_min) if v is not None]
-    highs = [v for v in (one.latency_max, other.latency_max) if v is not None]
+        _add(cells, _cells(own_cells))
+    if edge is None:
+        return Aggregate(healthy, degraded, down, low, high, cells)
+    _add(cells, edge.cells)
     return Aggregate(
-        healthy=one.healthy + other.healthy,
-        degraded=one.degraded + other.degraded,
-        down=one.down + other.down,
-        latency_min=min(lows, default=None),
-        latency_max=max(highs, default=None),
-        cells=_added(one.cells, other.cells),
+        healthy + edge.healthy,
+        degraded + edge.degraded,
+        down + edge.down,
+        _extreme(min, low, edge.latency_min),
+        _extreme(max, high, edge.latency_max),
+        cells,
     )
+
+
+def _add(cells: list[int], more: list[int]) -> None:
+    """``more`` added into ``cells``, cell by cell, extending it as needed."""
+    if len(more) > len(cells):
+        cells += [0] * (len(more) - len(cells))
+    for index, count in enumerate(more):
+        if count:
+            cells[index] += count
+
+
+def _extreme(pick: Callable[[int, int], int], one: int | None, other: int | None) -> int | None:
+    if one is None:
+        return other
+    return one if other is None else pick(one, other)
