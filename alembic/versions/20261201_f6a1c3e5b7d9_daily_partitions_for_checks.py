@@ -46,8 +46,10 @@ A frozen snapshot: explicit SQL, never the live models.
   ``service_health_checks_drop_partitions(before)`` drops every day partition that ends by
   ``before`` and returns how many rows went with them, counted under the lock; NULL when the
   parent could not be locked within ``lock_timeout`` (then nothing is dropped, and the purge
-  deletes those rows instead). Both take one transaction-level advisory lock first, so
-  concurrent purges and migrations queue rather than race, and both are idempotent.
+  deletes those rows instead). Both return at once when there is nothing to do, without a
+  lock; otherwise they take a transaction-level advisory lock, or, when another upkeep holds
+  it, leave the work to that one (a purge never waits for another purge's transaction).
+  Both are idempotent.
 - This revision makes today and the next 7 days; every ``migrate`` and every purge does so again.
 """
 
@@ -165,11 +167,21 @@ BEGIN
             MESSAGE = 'service_health_checks_add_partitions: days must be 1..366, not '
                       || coalesce(days::text, 'NULL');
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock({UPKEEP_LOCK_KEY});
-    -- Parent first, as the purge does; inserts and reads go on beside this lock.
-    LOCK TABLE {CHECKS} IN SHARE UPDATE EXCLUSIVE MODE;
     SELECT NULLIF(t.partdefid, 0)::regclass INTO fallback
       FROM pg_catalog.pg_partitioned_table AS t WHERE t.partrelid = source;
+    -- Nothing missing (the common case): no lock at all. Otherwise the upkeep already running
+    -- elsewhere makes them (or committed them after this snapshot): leave it to that one.
+    IF fallback IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_catalog.generate_series(0, days - 1) AS d
+         WHERE NOT EXISTS (
+            SELECT FROM ({BOUNDS}) AS b
+             WHERE b.from_at < (first_day + d + 1)::timestamp AT TIME ZONE 'UTC'
+               AND b.to_at > (first_day + d)::timestamp AT TIME ZONE 'UTC'))
+       OR NOT pg_catalog.pg_try_advisory_xact_lock({UPKEEP_LOCK_KEY}) THEN
+        RETURN 0;
+    END IF;
+    -- Parent first, as the purge does; inserts and reads go on beside this lock.
+    LOCK TABLE {CHECKS} IN SHARE UPDATE EXCLUSIVE MODE;
     IF fallback IS NULL THEN
         EXECUTE 'CREATE TABLE {TABLE_SCHEMA}.{DEFAULT_PARTITION} (LIKE {CHECKS} '
                 'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)';
@@ -225,9 +237,12 @@ DECLARE
     rows_in bigint;
     dropped bigint := 0;
 BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock({UPKEEP_LOCK_KEY});
     IF NOT EXISTS (SELECT FROM ({BOUNDS}) AS b WHERE b.to_at <= before) THEN
         RETURN 0;
+    END IF;
+    -- Another upkeep is at work: drop nothing, the purge deletes instead.
+    IF NOT pg_catalog.pg_try_advisory_xact_lock({UPKEEP_LOCK_KEY}) THEN
+        RETURN NULL;
     END IF;
     BEGIN
         -- Dropping a partition locks its parent so; taken first, the counts below are exact:

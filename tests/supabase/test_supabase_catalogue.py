@@ -21,14 +21,17 @@ def objects(sb: Connection) -> list[DatabaseObject]:
 
 
 def test_every_kind_we_create_is_listed(objects: list[DatabaseObject]) -> None:
-    """Not vacuous: tables, their identity sequence, helpers, trigger functions, the schema and
-    the version table are all there to be probed."""
+    """Not vacuous: tables, the partitions of the checks, their identity sequence, helpers,
+    trigger functions, the partition upkeep, the schema and the version table are all there to
+    be probed."""
     assert {o.kind for o in objects} == {
         ObjectKind.SCHEMA,
         ObjectKind.TABLE,
+        ObjectKind.PARTITION,
         ObjectKind.SEQUENCE,
         ObjectKind.FUNCTION,
         ObjectKind.TRIGGER_FUNCTION,
+        ObjectKind.DEFINER_FUNCTION,
         ObjectKind.VERSION_TABLE,
     }
 
@@ -93,21 +96,24 @@ def _probed_roles(connection: Connection, owner: str) -> list[str]:
 
 
 def test_policies(sb: Connection, objects: list[DatabaseObject]) -> None:
-    """Each monitoring table: monitoring_admin's policy, and the admin-claim policy for
-    authenticated, which reads app_metadata (set by the server), never user_metadata."""
+    """Each monitoring table and each partition: monitoring_admin's policy, and the admin-claim
+    policy for authenticated, which reads app_metadata (set by the server), never
+    user_metadata. A partition's policies carry its parent's names."""
     tables = sorted(o.identity for o in objects if o.kind == ObjectKind.TABLE)
+    partitions = sorted(o.identity for o in objects if o.kind == ObjectKind.PARTITION)
     policies = sb.execute(
         text(
             "SELECT tablename, policyname, roles::text[], cmd, qual, with_check FROM pg_policies "
             "WHERE tablename = ANY(:tables) ORDER BY tablename, policyname"
         ),
-        {"tables": tables},
+        {"tables": tables + partitions},
     ).all()
-    assert [(p.tablename, p.policyname, p.roles, p.cmd) for p in policies] == [
-        (t, f"{t}_{suffix}", [role], "ALL")
-        for t in tables
+    named = [(t, t) for t in tables] + [(p, "service_health_checks") for p in partitions]
+    assert [(p.tablename, p.policyname, p.roles, p.cmd) for p in policies] == sorted(
+        (t, f"{parent}_{suffix}", [role], "ALL")
+        for t, parent in named
         for suffix, role in [("admin_all", "monitoring_admin"), ("jwt_admin", "authenticated")]
-    ]
+    )
     for policy in policies:
         if policy.policyname.endswith("_jwt_admin"):
             for expression in (policy.qual, policy.with_check):
