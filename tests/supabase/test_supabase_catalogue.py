@@ -4,13 +4,16 @@ misses nothing that sits in ``public`` or ``cim_monitoring``."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from access import ROLES, documented
 from catalog import schema_contents
-from conftest import SupabaseDatabase
+from conftest import APP_ROLE, SupabaseDatabase
 from sqlalchemy import Connection, text
 
 from cim_monitoring import DatabaseObject, ObjectKind, owned_objects, role_privileges
+from cim_monitoring.partitions import add_partitions
 
 SCHEMAS = ["public", "cim_monitoring"]
 
@@ -118,3 +121,40 @@ def test_policies(sb: Connection, objects: list[DatabaseObject]) -> None:
         if policy.policyname.endswith("_jwt_admin"):
             for expression in (policy.qual, policy.with_check):
                 assert "'app_metadata'" in expression
+
+
+def test_partitions_made_later_by_the_app_role_are_locked_down(
+    supabase_db: SupabaseDatabase,
+) -> None:
+    """The production role (a member of monitoring_admin, not the owner) makes partitions of
+    days to come: Supabase's default privileges grant each new table to the API roles, the
+    upkeep takes that back and gives each exactly its parent's protection."""
+    engine = supabase_db.engine(APP_ROLE)
+    with engine.connect() as app, app.begin() as transaction:
+        before = {o.identity for o in owned_objects(app)}
+        made = add_partitions(app, date.today() + timedelta(days=40), days_ahead=2)
+        new = [o for o in owned_objects(app) if o.identity not in before]
+        assert made == len(new) == 3
+        assert {o.kind for o in new} == {ObjectKind.PARTITION}
+        assert {o.owner for o in new} == {supabase_db.migrator}
+        roles = [*_probed_roles(app, supabase_db.migrator), "PUBLIC"]
+        wrong = {
+            (role, o.identity): sorted(held)
+            for role in roles
+            for o in new
+            if (held := role_privileges(app, o, role))
+            != (documented(o.kind, role) if role != "PUBLIC" else frozenset())
+        }
+        assert wrong == {}
+        protection = app.execute(
+            text(
+                "SELECT c.relrowsecurity AND c.relforcerowsecurity, "
+                "array_agg(p.polname ORDER BY p.polname) FROM pg_class AS c "
+                "JOIN pg_policy AS p ON p.polrelid = c.oid WHERE c.oid = ANY(:oids) GROUP BY c.oid"
+            ),
+            {"oids": [o.oid for o in new]},
+        ).all()
+        policies = ["service_health_checks_admin_all", "service_health_checks_jwt_admin"]
+        assert protection == [(True, policies)] * 3
+        transaction.rollback()
+    engine.dispose()
