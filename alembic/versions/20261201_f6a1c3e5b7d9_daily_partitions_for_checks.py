@@ -40,9 +40,11 @@ A frozen snapshot: explicit SQL, never the live models.
   EXECUTE for ``monitoring_admin`` only, ``search_path`` and ``TimeZone`` pinned:
   ``service_health_checks_add_partitions(first_day, days)`` creates the default (if missing)
   and every missing day of ``first_day`` and the days after; rows of such a day found in the
-  default move into its partition. A new day is made standalone, protected, then attached
-  (SHARE UPDATE EXCLUSIVE on the parent: inserts and reads carry on). When the default got a
-  row of the day meanwhile (an ATTACH check_violation), that day is left to the default.
+  default move into its partition. A new day is made standalone, protected, then attached,
+  under a SHARE lock on the parent: reads carry on, inserts wait the few milliseconds it takes
+  (a writer that routed a row of the new day to the default before the ATTACH would otherwise
+  fail on the default's new partition constraint after it). When the default holds a row of
+  the day that cannot be moved (an ATTACH check_violation), that day is left to the default.
   ``service_health_checks_drop_partitions(before)`` drops every day partition that ends by
   ``before`` and returns how many rows went with them, counted under the lock; NULL when the
   parent could not be locked within ``lock_timeout`` (then nothing is dropped, and the purge
@@ -180,8 +182,10 @@ BEGIN
        OR NOT pg_catalog.pg_try_advisory_xact_lock({UPKEEP_LOCK_KEY}) THEN
         RETURN 0;
     END IF;
-    -- Parent first, as the purge does; inserts and reads go on beside this lock.
-    LOCK TABLE {CHECKS} IN SHARE UPDATE EXCLUSIVE MODE;
+    -- Parent first, as writers and the purge lock it. SHARE holds inserts back (reads go on)
+    -- for the few ms the new tables take: a writer that had routed a row of a new day to the
+    -- default before the ATTACH would fail on the default's new constraint after it.
+    LOCK TABLE {CHECKS} IN SHARE MODE;
     IF fallback IS NULL THEN
         EXECUTE 'CREATE TABLE {TABLE_SCHEMA}.{DEFAULT_PARTITION} (LIKE {CHECKS} '
                 'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)';
