@@ -228,3 +228,75 @@ def test_purge_drops_whole_days_and_deletes_the_rest_exactly(module_engine: Engi
             ).scalar_one()
             == 30
         )
+
+
+def test_the_conversion_covers_rows_ahead_and_reuses_a_prebuilt_index(
+    empty_engine: Engine,
+) -> None:
+    """A row stamped days ahead (a clock running ahead) stretches the old table's range to its
+    day; the partitions made ahead start after it. An index built beforehand (CONCURRENTLY, by
+    an operator) becomes the old table's primary key instead of a new build under the lock."""
+    migrations.upgrade(empty_engine, BEFORE_PARTITIONS)
+    with empty_engine.begin() as connection:
+        today = _today(connection)
+        _insert(connection, "ahead", _midnight(today + 3 * DAY))
+        _insert(connection, "now", _midnight(today))
+        connection.execute(
+            text(
+                "CREATE UNIQUE INDEX service_health_checks_id_created_at "
+                "ON service_health_checks (id, created_at)"
+            )
+        )
+        prebuilt = connection.execute(
+            text("SELECT 'service_health_checks_id_created_at'::regclass::oid")
+        ).scalar_one()
+    migrations.upgrade(empty_engine)
+    with empty_engine.begin() as connection:
+        legacy = f"service_health_checks_p{today:%Y%m%d}_{today + 3 * DAY:%Y%m%d}"
+        assert set(_partitions(connection)) == {legacy, "service_health_checks_default"} | {
+            f"service_health_checks_p{today + n * DAY:%Y%m%d}" for n in range(4, DAYS_AHEAD + 1)
+        }
+        key = connection.execute(
+            text(
+                "SELECT conindid FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"
+                " AND contype = 'p'"
+            ),
+            {"t": legacy},
+        ).scalar_one()
+        assert key == prebuilt
+
+
+def test_concurrent_purges_count_every_row_once(module_engine: Engine) -> None:
+    """Two purges at once: one drops the expired days, the other finds the upkeep busy and
+    deletes what it still sees; together they count each row once."""
+    with module_engine.begin() as connection:
+        first = _today(connection) - 60 * DAY
+        add_partitions(connection, first, days_ahead=4)
+        for n in range(5):
+            _insert(connection, "purged-twice", _midnight(first + n * DAY), 40)
+    now = _midnight(first + 5 * DAY) + timedelta(days=30)
+    with make_session_factory(module_engine).begin() as session:
+        expected = count_expired(session, now=now).health_checks
+    results: list[int] = []
+    start = threading.Barrier(2)
+
+    def purge() -> None:
+        start.wait()
+        results.append(purge_expired(module_engine, now=now).health_checks)
+
+    threads = [threading.Thread(target=purge) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2
+    assert sum(results) == expected >= 200
+    with module_engine.begin() as connection:
+        assert (
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM service_health_checks WHERE service_name = 'purged-twice'"
+                )
+            ).scalar_one()
+            == 0
+        )
