@@ -40,6 +40,12 @@ from cim_monitoring.errors import MigrationError
 from cim_monitoring.models import Base
 from cim_monitoring.objects import FUNCTION_SCHEMA, ObjectKind, owned_objects
 from cim_monitoring.objects import VERSION_TABLE as VERSION_TABLE  # re-exported
+from cim_monitoring.partitions import (
+    add_partitions,
+    can_add_partitions,
+    database_today,
+    is_partition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +113,9 @@ def host_include_name(name: str | None, type_: str, parent_names: dict[str, str 
 
 
 def is_ours(table: str | None) -> bool:
-    """Whether ``table`` is one of the tables this package creates (or its version table)."""
-    return table == VERSION_TABLE or table in Base.metadata.tables
+    """Whether ``table`` is one of the tables this package creates (or its version table, or
+    a partition of the health checks)."""
+    return table == VERSION_TABLE or table in Base.metadata.tables or is_partition(table)
 
 
 @dataclass
@@ -258,7 +265,8 @@ def migrating(connection: Connection, *, lock_wait: float | None = None) -> Iter
     """One run of the history on ``connection``, as one transaction.
 
     Takes the migration lock, adopts a legacy version row, lets the caller run the revisions,
-    then refuses to commit a state in which one of our tables is unprotected. ``env.py`` and
+    makes the partitions of the days ahead, then refuses to commit a state in which one of our
+    tables is unprotected. ``env.py`` and
     :func:`upgrade` both run the history inside this block.
     """
     wait = Settings().migration_lock_timeout if lock_wait is None else lock_wait
@@ -270,6 +278,9 @@ def migrating(connection: Connection, *, lock_wait: float | None = None) -> Iter
         migration.adopted = _adopt_legacy_version(connection)
         _refuse_foreign_revisions(connection)
         yield migration
+        # Every migrate makes the days ahead, at head too, when this role may (monitoring_admin).
+        if can_add_partitions(connection):
+            add_partitions(connection, database_today(connection))
         if migration.applied or migration.adopted:
             _verify_protected(connection)
     if migration.applied:

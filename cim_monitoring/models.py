@@ -74,7 +74,10 @@ class Base(DeclarativeBase):
 
 
 class ServiceHealthCheck(Base):
-    """One probe of one service. Append-only: rows change only by insert; purge deletes."""
+    """One probe of one service. Append-only: rows change only by insert; purge drops whole
+    days and deletes the rest. Range-partitioned on ``created_at``, one partition per UTC day
+    and a default one (the migrations and :mod:`cim_monitoring.partitions` make them), so the
+    key is in the primary key."""
 
     __tablename__ = "service_health_checks"
 
@@ -84,7 +87,7 @@ class ServiceHealthCheck(Base):
     latency_ms: Mapped[int | None]
     probe_details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     error_message: Mapped[str | None]
-    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"), primary_key=True)
 
     __table_args__ = (
         _service_name_check(),
@@ -92,6 +95,7 @@ class ServiceHealthCheck(Base):
         CheckConstraint("latency_ms >= 0", name="latency_ms_non_negative"),
         _object_check("probe_details"),
         Index(None, "created_at"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
 

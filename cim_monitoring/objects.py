@@ -31,6 +31,8 @@ class ObjectKind(StrEnum):
     SEQUENCE = "sequence"
     FUNCTION = "function"
     TRIGGER_FUNCTION = "trigger function"
+    # Runs as its owner (the partition upkeep): for monitoring_admin alone.
+    DEFINER_FUNCTION = "security definer function"
 
 
 # The kind of ACL (as acldefault() names it) and the has_*_privilege function for each kind.
@@ -39,6 +41,7 @@ _ACL_KINDS = {
     ObjectKind.SEQUENCE: "s",
     ObjectKind.FUNCTION: "f",
     ObjectKind.TRIGGER_FUNCTION: "f",
+    ObjectKind.DEFINER_FUNCTION: "f",
 }
 
 
@@ -94,6 +97,7 @@ _OWNED = text(
     SELECT kind, identity, oid, owner FROM objects
     UNION ALL
     SELECT CASE WHEN p.prorettype = 'trigger'::regtype THEN 'trigger function'
+                WHEN p.prosecdef THEN 'security definer function'
                 ELSE 'function' END,
            p.oid::regprocedure::text, p.oid, pg_get_userbyid(p.proowner)
       FROM pg_proc AS p WHERE p.pronamespace = to_regnamespace(quote_ident(:schema))

@@ -14,6 +14,8 @@ ADMIN_SIDE_PRIVILEGES = {
     ObjectKind.PARTITION: POLICED,
     ObjectKind.FUNCTION: frozenset({"EXECUTE"}),
     ObjectKind.TRIGGER_FUNCTION: NOTHING,
+    # The partition upkeep: monitoring_admin only.
+    ObjectKind.DEFINER_FUNCTION: frozenset({"EXECUTE"}),
     ObjectKind.SEQUENCE: NOTHING,
     # monitoring_admin only (every command checks the revision); see VERSION_TABLE_READERS.
     ObjectKind.VERSION_TABLE: frozenset({"SELECT"}),

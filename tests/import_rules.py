@@ -30,10 +30,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     f"{PACKAGE}.schemas": frozenset({"vocabulary"}),
     f"{PACKAGE}.db": frozenset({"config", "errors"}),
     f"{PACKAGE}.objects": frozenset({"models"}),
-    f"{PACKAGE}.migrations": frozenset({"config", "db", "errors", "models", "objects"}),
+    f"{PACKAGE}.partitions": frozenset(),
+    f"{PACKAGE}.migrations": frozenset(
+        {"config", "db", "errors", "models", "objects", "partitions"}
+    ),
     f"{PACKAGE}._alembic": frozenset({"config", "db", "errors", "migrations"}),
     f"{PACKAGE}.repository": frozenset(
-        {"db", "errors", "histogram", "models", "schemas", "vocabulary"}
+        {"db", "errors", "histogram", "models", "partitions", "schemas", "vocabulary"}
     ),
     f"{PACKAGE}.verify": frozenset({"db", "migrations", "models", "objects", "schemas"}),
     f"{PACKAGE}.aio": frozenset({"config", "db", "errors", "repository"}),

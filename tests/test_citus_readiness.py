@@ -78,6 +78,16 @@ FUNCTIONS: dict[str, Expectation] = {
         ),
         "running totals from the hourly rollups of the same services: co-located rows only",
     ),
+    "cim_monitoring.service_health_checks_add_partitions(date,integer)": Expectation(
+        Plan.COORDINATOR,
+        frozenset({"SECURITY DEFINER", "function", "names service_health_checks"}),
+        "creates and attaches day partitions: DDL, which Citus propagates from the coordinator",
+    ),
+    "cim_monitoring.service_health_checks_drop_partitions(timestamp with time zone)": Expectation(
+        Plan.COORDINATOR,
+        frozenset({"SECURITY DEFINER", "function", "names service_health_checks"}),
+        "counts and drops expired day partitions: DDL on the coordinator",
+    ),
     "cim_monitoring.service_health_checks_refuse_update()": Expectation(
         Plan.SHARDS,
         frozenset({"trigger function", "names service_health_checks"}),
@@ -128,7 +138,9 @@ def test_only_tables_with_the_column_are_distributed() -> None:
 
 def test_every_function_meets_its_expectation(connection: Connection) -> None:
     names = _tables(connection)
-    functions = ours(connection, ObjectKind.FUNCTION, ObjectKind.TRIGGER_FUNCTION)
+    functions = ours(
+        connection, ObjectKind.FUNCTION, ObjectKind.TRIGGER_FUNCTION, ObjectKind.DEFINER_FUNCTION
+    )
     found = {f.identity: function_findings(connection, f.oid, names) for f in functions}
     assert {name: (function_plan(f), f) for name, f in found.items()} == {
         name: (expected.plan, expected.findings) for name, expected in FUNCTIONS.items()

@@ -4,6 +4,7 @@ fleet at a small size: 50 services probed every minute for a day, 20k resolved a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
 
 END = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-CHECKS_BY_TIME = "ix_service_health_checks_created_at"
-CHECKS_BY_SERVICE = "ix_service_health_checks_service_name_created_at"
+# The checks' indexes as their day partitions name them (a regular expression).
+CHECKS_BY_TIME = r"service_health_checks_p\d{8}_created_at_idx"
+CHECKS_BY_SERVICE = r"service_health_checks_p\d{8}_service_name_created_at_idx"
 CHANGES_BY_SERVICE = "pk_service_health_changes"
+PARTITION = re.compile(r"service_health_checks_(p\d{8}|default)")
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +62,9 @@ def scans_of(engine: Engine, call: Callable[[Session], object]) -> set[str]:
 
 
 def uses(found: set[str], name: str) -> bool:
-    """A scan of the table or index ``name`` (a table's index names contain the table's)."""
-    return any(name in scan for scan in found)
+    """A scan of the table or index ``name``, a regular expression (a table's index names
+    contain the table's)."""
+    return any(re.search(name, scan) for scan in found)
 
 
 CASES: dict[str, tuple[Callable[[Session], object], tuple[str, ...]]] = {
@@ -108,3 +112,42 @@ def test_dashboard_query_plan(engine: Engine, case: str) -> None:
     assert "Seq Scan service_health_changes" not in found, found
     for index in indexes:
         assert uses(found, index), found
+
+
+# (call, the days its range covers): the data set ends at 12:30 on 1 March 2024.
+TIME_BOUNDED: dict[str, tuple[Callable[[Session], object], set[str]]] = {
+    "check_history 1 h": (
+        lambda s: check_history(s, "svc-07", start=END - HOUR, end=END, limit=100),
+        {"p20240301"},
+    ),
+    "status_series 12 h": (
+        lambda s: status_series(s, "svc-07", start=END - 12 * HOUR, end=END, bucket=HOUR),
+        {"p20240301"},
+    ),
+    "service_stats 24 h": (
+        lambda s: service_stats(s, start=END - 24 * HOUR, end=END),
+        {"p20240229", "p20240301"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TIME_BOUNDED)
+def test_a_time_bounded_query_reads_only_the_partitions_of_its_range(
+    engine: Engine, case: str
+) -> None:
+    """Pruned at planning: no other day, and not the default partition."""
+    call, days = TIME_BOUNDED[case]
+    read = {m.group(1) for scan in scans_of(engine, call) if (m := PARTITION.search(scan))}
+    assert read, case
+    assert read <= days, read
+
+
+def test_the_data_set_lies_in_day_partitions(engine: Engine) -> None:
+    """Not vacuous: the fleet's rows are in the partitions of their days, none in the default."""
+    with engine.connect() as connection:
+        found = dict(
+            connection.exec_driver_sql(
+                "SELECT tableoid::regclass::text, count(*) FROM service_health_checks GROUP BY 1"
+            ).all()
+        )
+    assert set(found) == {"service_health_checks_p20240229", "service_health_checks_p20240301"}

@@ -65,7 +65,7 @@ def test_rls_enabled_and_forced(connection: Connection) -> None:
     rows = connection.execute(
         text(
             "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
-            "WHERE relname = ANY(:tables) AND relkind = 'r'"
+            "WHERE relname = ANY(:tables) AND relkind IN ('r', 'p')"
         ),
         {"tables": list(TABLES)},
     ).all()
@@ -231,6 +231,31 @@ def test_every_function_pins_an_empty_search_path(connection: Connection) -> Non
         for f in functions
     }
     assert settings == {identity: ['search_path=""'] for identity in settings}
+
+
+def test_the_partition_upkeep_pins_its_settings(connection: Connection) -> None:
+    """Security definers: an empty search_path, UTC (partition names and bounds are UTC days),
+    a bounded wait for locks; the drop counts every row or fails (row_security off)."""
+    functions = ours(connection, ObjectKind.DEFINER_FUNCTION)
+    settings = {
+        f.identity.split("(")[0]: connection.execute(
+            text("SELECT proconfig FROM pg_proc WHERE oid = :oid"), {"oid": f.oid}
+        ).scalar_one()
+        for f in functions
+    }
+    assert settings == {
+        "cim_monitoring.service_health_checks_add_partitions": [
+            'search_path=""',
+            "TimeZone=UTC",
+            "lock_timeout=5s",
+        ],
+        "cim_monitoring.service_health_checks_drop_partitions": [
+            'search_path=""',
+            "TimeZone=UTC",
+            "lock_timeout=2s",
+            "row_security=off",
+        ],
+    }
 
 
 def test_a_member_inserts_checks_without_any_sequence_privilege(connection: Connection) -> None:

@@ -123,7 +123,10 @@ _CHANGES_OF_API = (
 
 
 def test_the_migration_folds_in_existing_checks(alembic_engine: Engine) -> None:
-    before = migrations.history()[-2]
+    # The revision before the state and changes: every later one (the running totals' fill
+    # from the rollups, the day partitions) then runs over existing checks too.
+    history = migrations.history()
+    before = history[history.index("e3b9f1d7a4c6") - 1]
     with alembic_engine.begin() as connection:
         migrations.upgrade(connection, before)
         for minute, status in enumerate(("healthy", "down", "down", "degraded", "healthy")):

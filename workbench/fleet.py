@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 
 from cim_monitoring import Base
+from cim_monitoring.partitions import add_partitions, utc_day
 from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
 
 SERVICES = 50
@@ -97,11 +98,15 @@ def vacuum_analyze(engine: Engine) -> None:
 def build(
     engine: Engine, *, rows: int, end: datetime, resolved_alerts: int = RESOLVED_ALERTS
 ) -> Dataset:
-    """Empty the monitoring tables and fill them; VACUUM ANALYZE as autovacuum would."""
+    """Empty the monitoring tables, make the partitions of the data set's days and fill them;
+    VACUUM ANALYZE as autovacuum would."""
     minutes = max(rows // SERVICES, 60)
     start = end - timedelta(minutes=minutes)
     with engine.begin() as connection:
         empty(connection)
+        # Every day of the data set in its own partition, as the upkeep keeps a live database.
+        first = utc_day(start)
+        add_partitions(connection, first, days_ahead=(utc_day(end) - first).days)
         connection.execute(
             _CHECKS,
             {

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from cim_monitoring.partitions import add_partitions, utc_day
 from cim_monitoring.vocabulary import HEALTH_CHECK_COLUMNS
 from workbench.fleet import empty, name_width, vacuum_analyze
 
@@ -97,11 +98,14 @@ def down_at_end(services: int) -> int:
 def build(
     engine: Engine, *, services: int, end: datetime, progress: Callable[[str], None] = print
 ) -> FleetData:
-    """Empty the monitoring tables, fill them as described above, oldest first, a statement
-    (and a transaction) per day of hourly checks and per hour of 5-minute checks; then VACUUM
-    ANALYZE as autovacuum would."""
+    """Empty the monitoring tables, make the partitions of their days, fill them as described
+    above, oldest first, a statement (and a transaction) per day of hourly checks and per hour
+    of 5-minute checks; then VACUUM ANALYZE as autovacuum would."""
     with engine.begin() as connection:
         empty(connection)
+        # Every day of the data set in its own partition, as the upkeep keeps a live database.
+        first = utc_day(end - timedelta(days=31))
+        add_partitions(connection, first, days_ahead=(utc_day(end) - first).days)
     steps = [
         *((j, j + _HOURLY_PER_STATEMENT) for j in range(0, HOURLY, _HOURLY_PER_STATEMENT)),
         *(

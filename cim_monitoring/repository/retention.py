@@ -1,8 +1,8 @@
-"""Retention: delete expired health checks, long-resolved alerts and old rollups in bounded
-batches. Rollups are kept much longer than raw checks: they answer uptime and percentiles for
-ranges whose raw rows are gone; the running totals go with the hourly rollups. Status changes
-go with the rollups, except each service's newest one, which still tells its status; a
-service's state goes with its last raw check."""
+"""Retention: drop the expired days of the health checks whole, and delete what is left of
+them, long-resolved alerts and old rollups in bounded batches. Rollups are kept much longer than
+raw checks: they answer uptime and percentiles for ranges whose raw rows are gone; the running
+totals go with the hourly rollups. Status changes go with the rollups, except each service's
+newest one, which still tells its status; a service's state goes with its last raw check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     CursorResult,
     Delete,
     Engine,
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from cim_monitoring.partitions import add_partitions, database_today, drop_partitions
 from cim_monitoring.repository._common import ALERTS, CHANGES, CHECKS, STATES, TOTALS, stopwatch
 from cim_monitoring.repository.queries import database_now
 from cim_monitoring.repository.rollups import DAY, HOUR, ROLLUPS, TIME_COLUMNS, floor
@@ -51,11 +53,15 @@ def purge_expired(
     that end before ``now - rollups_older_than``, and status changes older than that but each
     service's newest.
 
-    Open alerts are never deleted, however old. Each DELETE takes at most ``batch_size`` rows
-    and skips rows another purge has locked. Given an ``Engine``, every batch commits on its
-    own, so no lock outlives a batch and ingest carries on meanwhile; given a ``Session``, the
-    batches run in the caller's transaction and their locks last until it ends. ``now``
-    defaults to the database's clock.
+    The checks' partitions of today and the days ahead are made first; every day partition
+    that ends by the cut-off is dropped whole (its rows counted), and only what is left (part
+    of a day, the default partition) is deleted. Open alerts are never deleted, however old.
+    Each DELETE takes at most ``batch_size`` rows and skips rows another purge has locked.
+    Given an ``Engine``, the partition upkeep and every batch commit on their own, so no lock
+    outlives its step and ingest carries on meanwhile; given a ``Session``, everything runs in
+    the caller's transaction and its locks last until it ends (a dropped day holds the checks
+    locked for everyone). ``now`` defaults to the database's clock; the days ahead always
+    follow the database's clock.
     """
     params = PurgeParams(
         older_than=older_than,
@@ -66,9 +72,13 @@ def purge_expired(
     execute = _executor(target)
     with stopwatch() as elapsed:
         now = params.now or _database_now(target)
+        checks, *others = _expired(now, params)
+        dropped = _drop_expired_days(target, now - params.older_than)
         deleted = _by_field(
-            (expired.field, _drain(execute, expired, params.batch_size))
-            for expired in _expired(now, params)
+            [
+                (checks.field, dropped + _drain(execute, checks, params.batch_size)),
+                *((e.field, _drain(execute, e, params.batch_size)) for e in others),
+            ]
         )
     result = PurgeResult(cutoff=now - params.older_than, **deleted)
     logger.info(
@@ -117,12 +127,14 @@ def _by_field(counts: Iterable[tuple[str, int]]) -> dict[str, int]:
 
 class _Expired(NamedTuple):
     """The rows of ``table`` that ``where`` selects, oldest first along an index by ``order``,
-    counted in the :class:`PurgeResult` field ``field``."""
+    counted in the :class:`PurgeResult` field ``field``. ``partitioned``: ``where`` bounds the
+    partition key, and the DELETE repeats it so that it visits only the partitions it names."""
 
     field: str
     table: Table
     where: ColumnElement[bool]
     order: ColumnElement[Any]
+    partitioned: bool = False
 
 
 def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
@@ -133,7 +145,7 @@ def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
     # resolved_at >= created_at: the created_at bound lets the scan stop at the cut-off.
     resolved = (ALERTS.c.status == "resolved") & (ALERTS.c.resolved_at < cutoff)
     found = [
-        _Expired("health_checks", CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at),
+        _Expired("health_checks", CHECKS, CHECKS.c.created_at < cutoff, CHECKS.c.created_at, True),
         _Expired("alerts", ALERTS, resolved & (ALERTS.c.created_at < cutoff), ALERTS.c.created_at),
         _Expired("states", STATES, STATES.c.checked_at < cutoff, STATES.c.checked_at),
     ]
@@ -171,6 +183,29 @@ def _database_now(target: Session | Engine) -> datetime:
         return connection.execute(select(func.now())).scalar_one()
 
 
+def _drop_expired_days(target: Session | Engine, cutoff: datetime) -> int:
+    """Make the partitions ahead, then drop the day partitions that end by ``cutoff``; the
+    number of rows dropped. When the checks could not be locked (a long query), nothing is
+    dropped and the batched DELETE takes those rows instead."""
+
+    def upkeep(bind: Session | Connection) -> int | None:
+        add_partitions(bind, database_today(bind))
+        return drop_partitions(bind, cutoff)
+
+    if isinstance(target, Session):
+        dropped = upkeep(target)
+    else:
+        with target.begin() as connection:
+            dropped = upkeep(connection)
+    if dropped is None:
+        logger.warning(
+            "expired days of service_health_checks not dropped: the table stayed locked by "
+            "another transaction; deleting their rows instead",
+            extra={"cutoff": cutoff.isoformat()},
+        )
+    return dropped or 0
+
+
 def _executor(target: Session | Engine) -> Callable[[Delete], int]:
     """Run one DELETE and return its row count: in the session, or in its own transaction."""
     if isinstance(target, Session):
@@ -199,6 +234,8 @@ def _drain(execute: Callable[[Delete], int], expired: _Expired, size: int) -> in
         .with_for_update(skip_locked=True)
     )
     statement = delete(table).where(key.in_(victims))
+    if expired.partitioned:
+        statement = statement.where(expired.where)
     total = 0
     while True:
         deleted = execute(statement)

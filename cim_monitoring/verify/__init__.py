@@ -62,7 +62,8 @@ def host_tables(bind: Engine | Connection) -> list[str]:
     """The other tables in the schema: the host application's."""
     ours = [*Base.metadata.tables, migrations.VERSION_TABLE]
     with connected(bind) as connection:
-        return list(connection.execute(_HOST_TABLES, {"ours": ours}).scalars())
+        found = connection.execute(_HOST_TABLES, {"ours": ours}).scalars()
+        return [name for name in found if not migrations.is_ours(name)]
 
 
 def table_columns(bind: Engine | Connection, name: str) -> list[str] | None:

@@ -21,12 +21,14 @@ ROLES = {
     "cim_app": True,
     "postgres": True,
 }
-# The version table is read by monitoring_admin and its members only, not the API roles.
+# The version table and the partition upkeep are for monitoring_admin and its members only,
+# not the API roles.
 VERSION_TABLE_READERS = {"monitoring_admin", "cim_app"}
+ADMIN_ONLY = {ObjectKind.VERSION_TABLE, ObjectKind.DEFINER_FUNCTION}
 
 
 def documented(kind: ObjectKind, role: str) -> frozenset[str]:
-    if not ROLES[role] or (kind is ObjectKind.VERSION_TABLE and role not in VERSION_TABLE_READERS):
+    if not ROLES[role] or (kind in ADMIN_ONLY and role not in VERSION_TABLE_READERS):
         return NOTHING
     return ADMIN_SIDE_PRIVILEGES[kind]
 

@@ -4,13 +4,16 @@ misses nothing that sits in ``public`` or ``cim_monitoring``."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from access import ROLES, documented
 from catalog import schema_contents
-from conftest import SupabaseDatabase
+from conftest import APP_ROLE, SupabaseDatabase
 from sqlalchemy import Connection, text
 
 from cim_monitoring import DatabaseObject, ObjectKind, owned_objects, role_privileges
+from cim_monitoring.partitions import add_partitions
 
 SCHEMAS = ["public", "cim_monitoring"]
 
@@ -21,14 +24,17 @@ def objects(sb: Connection) -> list[DatabaseObject]:
 
 
 def test_every_kind_we_create_is_listed(objects: list[DatabaseObject]) -> None:
-    """Not vacuous: tables, their identity sequence, helpers, trigger functions, the schema and
-    the version table are all there to be probed."""
+    """Not vacuous: tables, the partitions of the checks, their identity sequence, helpers,
+    trigger functions, the partition upkeep, the schema and the version table are all there to
+    be probed."""
     assert {o.kind for o in objects} == {
         ObjectKind.SCHEMA,
         ObjectKind.TABLE,
+        ObjectKind.PARTITION,
         ObjectKind.SEQUENCE,
         ObjectKind.FUNCTION,
         ObjectKind.TRIGGER_FUNCTION,
+        ObjectKind.DEFINER_FUNCTION,
         ObjectKind.VERSION_TABLE,
     }
 
@@ -93,22 +99,62 @@ def _probed_roles(connection: Connection, owner: str) -> list[str]:
 
 
 def test_policies(sb: Connection, objects: list[DatabaseObject]) -> None:
-    """Each monitoring table: monitoring_admin's policy, and the admin-claim policy for
-    authenticated, which reads app_metadata (set by the server), never user_metadata."""
+    """Each monitoring table and each partition: monitoring_admin's policy, and the admin-claim
+    policy for authenticated, which reads app_metadata (set by the server), never
+    user_metadata. A partition's policies carry its parent's names."""
     tables = sorted(o.identity for o in objects if o.kind == ObjectKind.TABLE)
+    partitions = sorted(o.identity for o in objects if o.kind == ObjectKind.PARTITION)
     policies = sb.execute(
         text(
             "SELECT tablename, policyname, roles::text[], cmd, qual, with_check FROM pg_policies "
             "WHERE tablename = ANY(:tables) ORDER BY tablename, policyname"
         ),
-        {"tables": tables},
+        {"tables": tables + partitions},
     ).all()
-    assert [(p.tablename, p.policyname, p.roles, p.cmd) for p in policies] == [
-        (t, f"{t}_{suffix}", [role], "ALL")
-        for t in tables
+    named = [(t, t) for t in tables] + [(p, "service_health_checks") for p in partitions]
+    assert [(p.tablename, p.policyname, p.roles, p.cmd) for p in policies] == sorted(
+        (t, f"{parent}_{suffix}", [role], "ALL")
+        for t, parent in named
         for suffix, role in [("admin_all", "monitoring_admin"), ("jwt_admin", "authenticated")]
-    ]
+    )
     for policy in policies:
         if policy.policyname.endswith("_jwt_admin"):
             for expression in (policy.qual, policy.with_check):
                 assert "'app_metadata'" in expression
+
+
+def test_partitions_made_later_by_the_app_role_are_locked_down(
+    supabase_db: SupabaseDatabase,
+) -> None:
+    """The production role (a member of monitoring_admin, not the owner) makes partitions of
+    days to come: Supabase's default privileges grant each new table to the API roles, the
+    upkeep takes that back and gives each exactly its parent's protection."""
+    engine = supabase_db.engine(APP_ROLE)
+    with engine.connect() as app, app.begin() as transaction:
+        before = {o.identity for o in owned_objects(app)}
+        made = add_partitions(app, date.today() + timedelta(days=40), days_ahead=2)
+        new = [o for o in owned_objects(app) if o.identity not in before]
+        assert made == len(new) == 3
+        assert {o.kind for o in new} == {ObjectKind.PARTITION}
+        assert {o.owner for o in new} == {supabase_db.migrator}
+        roles = [*_probed_roles(app, supabase_db.migrator), "PUBLIC"]
+        wrong = {
+            (role, o.identity): sorted(held)
+            for role in roles
+            for o in new
+            if (held := role_privileges(app, o, role))
+            != (documented(o.kind, role) if role != "PUBLIC" else frozenset())
+        }
+        assert wrong == {}
+        protection = app.execute(
+            text(
+                "SELECT c.relrowsecurity AND c.relforcerowsecurity, "
+                "array_agg(p.polname ORDER BY p.polname) FROM pg_class AS c "
+                "JOIN pg_policy AS p ON p.polrelid = c.oid WHERE c.oid = ANY(:oids) GROUP BY c.oid"
+            ),
+            {"oids": [o.oid for o in new]},
+        ).all()
+        policies = ["service_health_checks_admin_all", "service_health_checks_jwt_admin"]
+        assert protection == [(True, policies)] * 3
+        transaction.rollback()
+    engine.dispose()

@@ -17,9 +17,14 @@ from samples import insert
 from sqlalchemy import Connection, text
 
 from cim_monitoring import DatabaseObject, ObjectKind
+from cim_monitoring.partitions import DAYS_AHEAD
 
 TABLE_KINDS = {ObjectKind.TABLE, ObjectKind.PARTITION}
-FUNCTION_KINDS = {ObjectKind.FUNCTION, ObjectKind.TRIGGER_FUNCTION}
+FUNCTION_KINDS = {
+    ObjectKind.FUNCTION,
+    ObjectKind.TRIGGER_FUNCTION,
+    ObjectKind.DEFINER_FUNCTION,
+}
 by_name = pytest.mark.parametrize("caller", CALLERS, ids=[c.name for c in CALLERS])
 
 
@@ -34,7 +39,7 @@ def test_tables(sb: Connection, supabase_db: SupabaseDatabase, caller: Caller) -
     """anon is refused outright; a signed-in user without the admin claim sees no row and can
     write none; the admin claim and service_role read and write everything."""
     api = supabase_db.api
-    for table in ours(sb, *TABLE_KINDS):
+    for table in ours(sb, ObjectKind.TABLE):
         name = table.identity
         rows = sb.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
         assert rows > 0, name
@@ -58,6 +63,24 @@ def test_tables(sb: Connection, supabase_db: SupabaseDatabase, caller: Caller) -
             assert api.request(caller, delete).rowcount == 0, name
             message = _refused(lambda name=name: api.request(caller, insert(name, "probe")))
             assert "row-level security" in message, name
+
+
+@by_name
+def test_partitions(sb: Connection, supabase_db: SupabaseDatabase, caller: Caller) -> None:
+    """Read straight, every partition (the ones made ahead and the default included) answers as
+    its parent: anon is refused, a user without the admin claim sees no row of it, the admin
+    claim and service_role see them all."""
+    partitions = ours(sb, ObjectKind.PARTITION)
+    assert any(p.identity.endswith("_default") for p in partitions)
+    assert len(partitions) >= 1 + 1 + DAYS_AHEAD
+    for partition in partitions:
+        rows = sb.execute(text(f"SELECT count(*) FROM {partition.identity}")).scalar_one()
+        count = f"SELECT count(*) FROM {partition.identity}"
+        if documented(partition.kind, caller.role) == frozenset():
+            _refused(lambda count=count: supabase_db.api.request(caller, count))
+        else:
+            seen = rows if caller.name in READS_ALL else 0
+            assert supabase_db.api.request(caller, count).rows == [(seen,)], partition.identity
 
 
 @by_name
