@@ -100,8 +100,8 @@ _EXTREMES = """
 # the trigger writes an hour's rows together); only the services without one are probed for
 # their last row before (60 ms for 5,000 services when every one was probed). Without a row
 # before ``low``, the first one from ``low`` on is the one at ``low`` itself, read the same
-# way, or probed. The text of a
-# bigint[] is parsed in Python: psycopg's array loader took 2.5 times as long.
+# way, or probed. The text of a bigint[] is parsed in Python: psycopg's array loader took 2.5
+# times as long.
 _WINDOW = """
     WITH extremes AS (
         SELECT service_name, min(low) AS low, max(high) AS high
@@ -128,22 +128,8 @@ _WINDOW = """
         ON at_low.service_name = e.service_name AND at_low.hour = :low
       LEFT JOIN service_health_hourly AS rollup_at_low
         ON rollup_at_low.service_name = e.service_name AND rollup_at_low.hour = :low
-      LEFT JOIN LATERAL (
-            SELECT t.healthy, t.degraded, t.down, t.latency_histogram
-              FROM service_health_totals AS t
-             WHERE hi_hour.service_name IS NULL
-               AND t.service_name = e.service_name AND t.hour < :high
-             ORDER BY t.hour DESC
-             LIMIT 1
-      ) AS hi ON true
-      LEFT JOIN LATERAL (
-            SELECT t.healthy, t.degraded, t.down, t.latency_histogram
-              FROM service_health_totals AS t
-             WHERE lo_hour.service_name IS NULL
-               AND t.service_name = e.service_name AND t.hour < :low
-             ORDER BY t.hour DESC
-             LIMIT 1
-      ) AS lo ON true
+      {last_before_high}
+      {last_before_low}
       LEFT JOIN LATERAL (
             SELECT at_low.healthy - rollup_at_low.healthy AS healthy,
                    at_low.degraded - rollup_at_low.degraded AS degraded,
@@ -166,6 +152,20 @@ _WINDOW = """
 """
 
 
+# A service's last row before ``bound``, probed only when the row of the hour before (the
+# join ``found``) is missing.
+_LAST_BEFORE = """
+      LEFT JOIN LATERAL (
+            SELECT t.healthy, t.degraded, t.down, t.latency_histogram
+              FROM service_health_totals AS t
+             WHERE {found}.service_name IS NULL
+               AND t.service_name = e.service_name AND t.hour < :{bound}
+             ORDER BY t.hour DESC
+             LIMIT 1
+      ) AS {alias} ON true
+"""
+
+
 # Built once per shape of the whole hours (days and hours, in which order) and filtering.
 @cache
 def _statement(shape: tuple[Any, ...], filtered: bool) -> TextClause:
@@ -176,7 +176,13 @@ def _statement(shape: tuple[Any, ...], filtered: bool) -> TextClause:
         )
         for index, grain in enumerate(shape)
     )
-    return text(_WINDOW.format(parts=parts))
+    return text(
+        _WINDOW.format(
+            parts=parts,
+            last_before_high=_LAST_BEFORE.format(found="hi_hour", bound="high", alias="hi"),
+            last_before_low=_LAST_BEFORE.format(found="lo_hour", bound="low", alias="lo"),
+        )
+    )
 
 
 def _cells(array: str | None) -> list[int]:
