@@ -160,7 +160,8 @@ def aggregate_spans(
     values: dict[str, Any] = {BUCKET_WIDTH.key: bucket, "services": services}
     for index, (_, low, high) in enumerate(covered):
         values[f"low_{index}"], values[f"high_{index}"] = low, high
-    return {row.k: _aggregate(row) for row in session.execute(query, values)}
+    # all(): iterating the result would fetch row by row.
+    return {row.k: _aggregate(row) for row in session.execute(query, values).all()}
 
 
 def _aggregate(row: Row[Any]) -> Aggregate:
