@@ -278,7 +278,7 @@ def test_colour_only_on_a_terminal_and_never_under_no_color(
 
 
 def seed_incidents(session: Session) -> datetime:
-    """An incident that ended a day ago after lasting a day, one ongoing for three hours, one
+    """An incident that ended a day ago after lasting a day, one ongoing for eleven hours, one
     older than a week, and a service that was always healthy; returns the seeding time."""
     now = database_now(session)
     checks = {
@@ -288,9 +288,11 @@ def seed_incidents(session: Session) -> datetime:
             (now - 2 * DAY + 30 * MINUTE, "degraded"),
             (now - DAY, "healthy"),
         ],
-        "storage-eu-2": [(now - 5 * HOUR, "healthy"), (now - 3 * HOUR, "degraded")],
+        # Eleven hours: an age of three characters, the widest status beside the widest name.
+        "storage-eu-2": [(now - 13 * HOUR, "healthy"), (now - 11 * HOUR, "degraded")],
         "old": [(now - 10 * DAY, "down"), (now - 9 * DAY, "healthy")],
-        "db": [(now - HOUR, "healthy")],
+        # Always healthy (uptime 100%), last checked 12 minutes ago: an age of three characters.
+        "db": [(now - HOUR, "healthy"), (now - 12 * MINUTE, "healthy")],
     }
     record_checks(
         session,
@@ -319,7 +321,7 @@ def test_incidents_list_a_row_each_at_80_columns(env: dict[str, str], session: S
         ("storage-eu-2", "degraded", None),
     ]
     assert report[0]["duration"] == DAY.total_seconds()
-    assert report[1]["duration"] >= 3 * HOUR.total_seconds()
+    assert report[1]["duration"] >= 11 * HOUR.total_seconds()
 
     lines = ok(cli(env, "incidents")).stdout.splitlines()
     assert ESCAPE not in "".join(lines), "no colour in a pipe"
@@ -334,7 +336,7 @@ def test_incidents_list_a_row_each_at_80_columns(env: dict[str, str], session: S
     ended = (seeded - DAY).strftime("%Y-%m-%d %H:%M").split()
     assert rows["api"] == ["api", "down", *started, *ended, "1d"]
     assert rows["storage-eu-2"][1] == "degraded"
-    assert rows["storage-eu-2"][4:] == ["ongoing", "3h"]
+    assert rows["storage-eu-2"][4:] == ["ongoing", "11h"]
 
     # The api incident ended a day before this run: not in a one-day window.
     last_day = ok(cli(env, "incidents", "--window", "1d")).stdout
@@ -356,7 +358,7 @@ def test_status_shows_how_long_a_service_has_not_been_healthy(
     assert "…" not in output
     rows = {line.split()[0]: line.split() for line in output.splitlines() if STRIP.search(line)}
     # A twelve-character name stays whole beside an incident's age and five-character figures.
-    assert rows["storage-eu-2"][1:3] == ["degraded", "3h"]
+    assert rows["storage-eu-2"][1:3] == ["degraded", "11h"]
     assert rows["storage-eu-2"][-2] == "641ms"  # its p95
     assert rows["api"][1] == "healthy"
     assert STRIP.fullmatch(rows["api"][2])

@@ -70,10 +70,19 @@ def _row(service: ServiceSummary, now: datetime) -> tuple[Text | str, ...]:
         strip(service.timeline),
         "—" if service.age is None else format_age(service.age),
         _latency(service.latency_ms),
-        "—" if service.uptime is None else f"{service.uptime:.2%}",
+        _uptime(service.uptime),
         _latency(service.p95_ms),
         Text(str(service.open_alerts), style=SEVERITY_STYLES[service.worst_open_severity]),
     )
+
+
+def _uptime(uptime: float | None) -> str:
+    """``97.43%``; ``100%`` rather than ``100.00%``, which would take the column to seven
+    characters and wrap a twelve-character name beside an incident's age at 80 columns."""
+    if uptime is None:
+        return "—"
+    shown = f"{uptime:.2%}"
+    return "100%" if shown == "100.00%" else shown
 
 
 def _status(service: ServiceSummary, now: datetime) -> Text:
