@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from itertools import accumulate
 
@@ -62,28 +62,16 @@ def _bounds() -> tuple[int, ...]:
 BOUNDS = _bounds()
 
 
-def percentile(
-    histogram: Mapping[int, int], fraction: float, *, minimum: int, maximum: int
-) -> int | None:
-    """The nearest-rank percentile (as ``percentile_disc``) estimated from bucket counts,
-    given as {bucket index (0-based): count}, empty buckets optional.
-
-    ``minimum`` and ``maximum`` are the exact extremes of the same latencies: they narrow the
-    first and last buckets, and keep the estimate inside the observed range.
-    """
-    cells = [0] * (max(histogram, default=-1) + 1)
-    for index, count in histogram.items():
-        cells[index] += count
-    (found,) = percentiles(cells, (fraction,), minimum=minimum, maximum=maximum)
-    return found
-
-
 def percentiles(
     cells: Sequence[int], fractions: Sequence[float], *, minimum: int, maximum: int
 ) -> list[int | None]:
-    """:func:`percentile` of each of ``fractions``, from the counts of buckets 0, 1, ...
-    (trailing ones optional): a dashboard asks for three of each of thousands of services,
-    and a running sum searched by bisection does that at C speed."""
+    """The nearest-rank percentile (as ``percentile_disc``) at each of ``fractions``,
+    estimated from the counts of buckets 0, 1, ... (trailing empty ones optional).
+
+    ``minimum`` and ``maximum`` are the exact extremes of the same latencies: they narrow the
+    first and last buckets, and keep the estimate inside the observed range. A dashboard asks
+    for three of each of thousands of services: a running sum searched by bisection does that
+    at C speed."""
     running = list(accumulate(cells))
     total = running[-1] if running else 0
     if total == 0:
