@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_RETENTION = timedelta(days=30)
 DEFAULT_ROLLUP_RETENTION = timedelta(days=400)
 DEFAULT_BATCH_SIZE = 5000
+
+_T = TypeVar("_T")
 
 
 def purge_expired(
@@ -176,11 +178,16 @@ def _expired(now: datetime, params: RetentionParams) -> list[_Expired]:
     return found
 
 
-def _database_now(target: Session | Engine) -> datetime:
+def _in_step(target: Session | Engine, work: Callable[[Session | Connection], _T]) -> _T:
+    """``work`` in the session's transaction, or in a transaction of its own on the engine."""
     if isinstance(target, Session):
-        return database_now(target)
-    with target.connect() as connection:
-        return connection.execute(select(func.now())).scalar_one()
+        return work(target)
+    with target.begin() as connection:
+        return work(connection)
+
+
+def _database_now(target: Session | Engine) -> datetime:
+    return _in_step(target, lambda bind: bind.execute(select(func.now())).scalar_one())
 
 
 def _drop_expired_days(target: Session | Engine, cutoff: datetime) -> int:
@@ -192,11 +199,7 @@ def _drop_expired_days(target: Session | Engine, cutoff: datetime) -> int:
         add_partitions(bind, database_today(bind))
         return drop_partitions(bind, cutoff)
 
-    if isinstance(target, Session):
-        dropped = upkeep(target)
-    else:
-        with target.begin() as connection:
-            dropped = upkeep(connection)
+    dropped = _in_step(target, upkeep)
     if dropped is None:
         logger.warning(
             "expired days of service_health_checks not dropped: the table stayed locked by "
@@ -208,17 +211,10 @@ def _drop_expired_days(target: Session | Engine, cutoff: datetime) -> int:
 
 def _executor(target: Session | Engine) -> Callable[[Delete], int]:
     """Run one DELETE and return its row count: in the session, or in its own transaction."""
-    if isinstance(target, Session):
-        session = target
-        # Session.execute is typed for ORM results; a Core DELETE returns a CursorResult.
-        return lambda statement: cast(CursorResult[Any], session.execute(statement)).rowcount
-    engine = target
-
-    def own_transaction(statement: Delete) -> int:
-        with engine.begin() as connection:
-            return connection.execute(statement).rowcount
-
-    return own_transaction
+    # Session.execute is typed for ORM results; a Core DELETE returns a CursorResult.
+    return lambda statement: _in_step(
+        target, lambda bind: cast(CursorResult[Any], bind.execute(statement)).rowcount
+    )
 
 
 def _drain(execute: Callable[[Delete], int], expired: _Expired, size: int) -> int:
