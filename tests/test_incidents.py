@@ -166,6 +166,9 @@ def test_changes_and_incidents_match_the_raw_checks(
             )
             for service in SERVICES
         }
+        # Unnamed, the services with checks in the window, from the unfiltered statement.
+        every = face.service_stats(start=start, end=end)
+        assert every == [named for named in stats if named.total]
 
 
 def test_an_incident_that_ended_at_start_is_not_reported_one_ongoing_is(face: Face) -> None:
