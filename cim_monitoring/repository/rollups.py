@@ -67,9 +67,8 @@ _NAMES = ARRAY(Text())
 _HISTOGRAM = ARRAY(Integer())
 # The rollups' bucket of a raw latency, as the rollup trigger computes it. Not a call of a
 # database function: one with a pinned search_path is never inlined, and cost 2-4 us a row.
-_BOUNDS: ColumnElement[list[int]] = literal_column(
-    f"'{{{','.join(map(str, histogram.BOUNDS))}}}'::integer[]"
-)
+BOUNDS_SQL = f"'{{{','.join(map(str, histogram.BOUNDS))}}}'::integer[]"
+_BOUNDS: ColumnElement[list[int]] = literal_column(BOUNDS_SQL)
 KeyOf = Callable[[ColumnElement[datetime], Table], ColumnElement[Any]]
 
 

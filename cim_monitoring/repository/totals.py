@@ -14,24 +14,25 @@ services of the range with them; the partial hours at either end from the raw ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from functools import cache
-from operator import sub
+from operator import add, sub
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, TextClause, text
 from sqlalchemy.orm import Session
 
 from cim_monitoring.repository.rollups import (
+    BOUNDS_SQL,
     DAY,
     HOUR,
     TIME_COLUMNS,
     Aggregate,
     aggregate,
-    aggregate_spans,
     spans,
 )
+from cim_monitoring.vocabulary import HEALTH_STATUSES
 
 _ROLLUP_TABLES = {DAY: "service_health_daily", HOUR: "service_health_hourly"}
 
@@ -48,25 +49,24 @@ def by_service(
             aggregate(session, start=start, end=end, grains=(HOUR,), key=by_name, services=services)
         )
     ((low, high),) = whole
-    edges = [span for span in covered if span[0] is None]
-    found = _named(aggregate_spans(session, edges, key=by_name, services=services))
+    edges = [(edge_low, edge_high) for grain, edge_low, edge_high in covered if grain is None]
     inner = spans(low, high, (DAY, HOUR))
-    names = list(services) if services is not None else None
     values: dict[str, Any] = {
         "low": low,
         "high": high,
         "low_hour": _hour_before(low),
         "high_hour": _hour_before(high),
-        "services": names,
+        "services": list(services) if services is not None else None,
     }
     for index, (_, span_low, span_high) in enumerate(inner):
         values[f"low_{index}"], values[f"high_{index}"] = span_low, span_high
-    statement = _statement(tuple(grain for grain, _, _ in inner), services is not None)
+    for index, (edge_low, edge_high) in enumerate(edges):
+        values[f"edge_low_{index}"], values[f"edge_high_{index}"] = edge_low, edge_high
+    statement = _statement(
+        tuple(grain for grain, _, _ in inner), len(edges), filtered=services is not None
+    )
     # all(): iterating the result would fetch row by row.
-    for row in session.execute(statement, values).all():
-        name = row.service_name
-        found[name] = _window(row, found.get(name))
-    return found
+    return {row[0]: _window(row) for row in session.execute(statement, values).all()}
 
 
 def _hour_before(moment: datetime) -> datetime | None:
@@ -95,19 +95,35 @@ _EXTREMES = """
      WHERE {column} >= :low_{index} AND {column} < :high_{index} {named}
      GROUP BY service_name
 """
-# The rows before ``low`` and ``high`` are nearly always those of the hour just before, which
-# the hour index finds for all services in one range (one heap page per few dozen services:
-# the trigger writes an hour's rows together); only the services without one are probed for
-# their last row before (60 ms for 5,000 services when every one was probed). Without a row
-# before ``low``, the first one from ``low`` on is the one at ``low`` itself, read the same
-# way, or probed. The text of a bigint[] is parsed in Python: psycopg's array loader took 2.5
-# times as long.
-_WINDOW = """
-    WITH extremes AS (
-        SELECT service_name, min(low) AS low, max(high) AS high
-          FROM ({parts}) AS parts
-         GROUP BY service_name
-    )
+# One part per partial hour at either end: its raw checks per service and latency bucket (as
+# the rollup trigger numbers them, from 1; NULL without a latency).
+_EDGE = """
+    SELECT service_name, width_bucket(latency_ms, {bounds}) AS bucket,
+           count(*) FILTER (WHERE status = '{healthy}') AS healthy,
+           count(*) FILTER (WHERE status = '{degraded}') AS degraded,
+           count(*) FILTER (WHERE status = '{down}') AS down,
+           count(latency_ms) AS n, min(latency_ms) AS low, max(latency_ms) AS high
+      FROM service_health_checks
+     WHERE created_at >= :edge_low_{index} AND created_at < :edge_high_{index} {named}
+     GROUP BY 1, 2
+"""
+# The edges per service: counts and extremes, the histogram as (bucket, count) pairs.
+_EDGES = """
+    SELECT service_name, CAST(sum(healthy) AS bigint) AS healthy,
+           CAST(sum(degraded) AS bigint) AS degraded, CAST(sum(down) AS bigint) AS down,
+           min(low) AS low, max(high) AS high,
+           array_agg(bucket) FILTER (WHERE n > 0) AS buckets,
+           array_agg(n) FILTER (WHERE n > 0) AS counts
+      FROM ({parts}) AS parts
+     GROUP BY service_name
+"""
+# The whole hours per service. The rows before ``low`` and ``high`` are nearly always those of
+# the hour just before, which the hour index finds for all services in one range (one heap
+# page per few dozen services: the trigger writes an hour's rows together); only the services
+# without one are probed for their last row before (60 ms for 5,000 services when every one
+# was probed). Without a row before ``low``, the first one from ``low`` on is the one at
+# ``low`` itself, read the same way, or probed.
+_WHOLE = """
     SELECT e.service_name, e.low, e.high,
            coalesce(hi_hour.healthy, hi.healthy)
                - coalesce(lo_hour.healthy, lo.healthy, first.healthy, 0) AS healthy,
@@ -115,10 +131,10 @@ _WINDOW = """
                - coalesce(lo_hour.degraded, lo.degraded, first.degraded, 0) AS degraded,
            coalesce(hi_hour.down, hi.down)
                - coalesce(lo_hour.down, lo.down, first.down, 0) AS down,
-           coalesce(hi_hour.latency_histogram, hi.latency_histogram)::text AS high_cells,
+           coalesce(hi_hour.latency_histogram, hi.latency_histogram) AS high_cells,
            coalesce(lo_hour.latency_histogram, lo.latency_histogram,
-                    first.latency_histogram)::text AS low_cells,
-           first.own::text AS own_cells
+                    first.latency_histogram) AS low_cells,
+           first.own AS own_cells
       FROM extremes AS e
       LEFT JOIN service_health_totals AS hi_hour
         ON hi_hour.service_name = e.service_name AND hi_hour.hour = :high_hour
@@ -150,8 +166,6 @@ _WINDOW = """
               LIMIT 1)
       ) AS first ON true
 """
-
-
 # A service's last row before ``bound``, probed only when the row of the hour before (the
 # join ``found``) is missing.
 _LAST_BEFORE = """
@@ -164,65 +178,81 @@ _LAST_BEFORE = """
              LIMIT 1
       ) AS {alias} ON true
 """
+# Whole hours and edges together, for services with checks in either. The histograms come as
+# bigint[] (psycopg loads them in C); Python subtracts and adds them.
+_WINDOW = """
+    WITH extremes AS (
+        SELECT service_name, min(low) AS low, max(high) AS high
+          FROM ({parts}) AS parts
+         GROUP BY service_name
+    ),
+    whole AS ({whole}),
+    edges AS ({edges})
+    SELECT coalesce(whole.service_name, edges.service_name) AS service_name,
+           least(whole.low, edges.low) AS low, greatest(whole.high, edges.high) AS high,
+           coalesce(whole.healthy, 0) + coalesce(edges.healthy, 0) AS healthy,
+           coalesce(whole.degraded, 0) + coalesce(edges.degraded, 0) AS degraded,
+           coalesce(whole.down, 0) + coalesce(edges.down, 0) AS down,
+           whole.high_cells, whole.low_cells, whole.own_cells, edges.buckets, edges.counts
+      FROM whole FULL JOIN edges ON edges.service_name = whole.service_name
+"""
+_WINDOW_WITHOUT_EDGES = """
+    WITH extremes AS (
+        SELECT service_name, min(low) AS low, max(high) AS high
+          FROM ({parts}) AS parts
+         GROUP BY service_name
+    )
+    SELECT whole.*, NULL AS buckets, NULL AS counts FROM ({whole}) AS whole
+"""
+_STATUSES = dict(zip(("healthy", "degraded", "down"), HEALTH_STATUSES, strict=True))
+_NAMED = "AND service_name = ANY (CAST(:services AS text[]))"
 
 
-# Built once per shape of the whole hours (days and hours, in which order) and filtering.
+# Built once per shape of the whole hours (days and hours, in which order), number of edges and
+# filtering.
 @cache
-def _statement(shape: tuple[Any, ...], filtered: bool) -> TextClause:
-    named = "AND service_name = ANY (CAST(:services AS text[]))" if filtered else ""
+def _statement(shape: tuple[Any, ...], edges: int, *, filtered: bool) -> TextClause:
+    named = _NAMED if filtered else ""
     parts = " UNION ALL ".join(
         _EXTREMES.format(
             table=_ROLLUP_TABLES[grain], column=TIME_COLUMNS[grain], index=index, named=named
         )
         for index, grain in enumerate(shape)
     )
-    return text(
-        _WINDOW.format(
-            parts=parts,
-            last_before_high=_LAST_BEFORE.format(found="hi_hour", bound="high", alias="hi"),
-            last_before_low=_LAST_BEFORE.format(found="lo_hour", bound="low", alias="lo"),
-        )
+    whole = _WHOLE.format(
+        last_before_high=_LAST_BEFORE.format(found="hi_hour", bound="high", alias="hi"),
+        last_before_low=_LAST_BEFORE.format(found="lo_hour", bound="low", alias="lo"),
     )
-
-
-def _cells(array: str | None) -> list[int]:
-    if array is None or array == "{}":
-        return []
-    return list(map(int, array[1:-1].split(",")))
-
-
-def _window(row: Row[Any], edge: Aggregate | None) -> Aggregate:
-    """The service's checks of the whole hours (the totals' difference, plus the first hour's
-    rollup when the base is the first row from ``low`` on) and of the ``edge`` hours."""
-    _, low, high, healthy, degraded, down, high_cells, low_cells, own_cells = tuple(row)
-    cells, base = _cells(high_cells), _cells(low_cells)
-    # A running total only grows: the earlier one is never the longer.
-    cells = list(map(sub, cells, base + [0] * (len(cells) - len(base))))
-    if own_cells is not None:
-        _add(cells, _cells(own_cells))
-    if edge is None:
-        return Aggregate(healthy, degraded, down, low, high, cells)
-    _add(cells, edge.cells)
-    return Aggregate(
-        healthy + edge.healthy,
-        degraded + edge.degraded,
-        down + edge.down,
-        _extreme(min, low, edge.latency_min),
-        _extreme(max, high, edge.latency_max),
-        cells,
+    if not edges:
+        return text(_WINDOW_WITHOUT_EDGES.format(parts=parts, whole=whole))
+    edge_parts = " UNION ALL ".join(
+        _EDGE.format(index=index, named=named, bounds=BOUNDS_SQL, **_STATUSES)
+        for index in range(edges)
     )
+    return text(_WINDOW.format(parts=parts, whole=whole, edges=_EDGES.format(parts=edge_parts)))
 
 
-def _add(cells: list[int], more: list[int]) -> None:
-    """``more`` added into ``cells``, cell by cell, extending it as needed."""
+def _window(row: Row[Any]) -> Aggregate:
+    """A service's checks: those of the whole hours (the totals' difference, plus the first
+    hour's rollup when the base is the first row from ``low`` on) and of the edges."""
+    _, low, high, healthy, degraded, down, cells, base, own, buckets, counts = tuple(row)
+    if cells is None:
+        cells = []
+    elif base:
+        # A running total only grows: the earlier one is never the longer.
+        cells = list(map(sub, cells, base + [0] * (len(cells) - len(base))))
+    if own:
+        cells = _plus(cells, own)
+    if buckets:
+        if (top := max(buckets)) > len(cells):
+            cells += [0] * (top - len(cells))
+        for bucket, count in zip(buckets, counts, strict=True):
+            cells[bucket - 1] += count
+    return Aggregate(healthy, degraded, down, low, high, cells)
+
+
+def _plus(cells: list[int], more: list[int]) -> list[int]:
+    """``cells`` and ``more`` added cell by cell."""
     if len(more) > len(cells):
-        cells += [0] * (len(more) - len(cells))
-    for index, count in enumerate(more):
-        if count:
-            cells[index] += count
-
-
-def _extreme(pick: Callable[[int, int], int], one: int | None, other: int | None) -> int | None:
-    if one is None:
-        return other
-    return one if other is None else pick(one, other)
+        cells, more = more, cells
+    return list(map(add, cells, more + [0] * (len(cells) - len(more))))
