@@ -60,6 +60,8 @@ def _bounds() -> tuple[int, ...]:
 
 
 BOUNDS = _bounds()
+# The largest latency of each bucket.
+_LAST = (*(bound - 1 for bound in BOUNDS[1:]), INT32_MAX)
 
 
 def percentiles(
@@ -78,7 +80,10 @@ def percentiles(
         return [None] * len(fractions)
     found: list[int | None] = []
     for fraction in fractions:
-        index = bisect_left(running, max(math.ceil(fraction * total), 1))
-        upper = BOUNDS[index + 1] - 1 if index + 1 < len(BOUNDS) else INT32_MAX
-        found.append(best_estimate(max(BOUNDS[index], minimum), min(upper, maximum)))
+        # The rank is at least 1 (fraction 0 is the minimum).
+        index = bisect_left(running, math.ceil(fraction * total) or 1)
+        low, high = BOUNDS[index], _LAST[index]
+        found.append(
+            best_estimate(low if low > minimum else minimum, high if high < maximum else maximum)
+        )
     return found

@@ -310,10 +310,10 @@ _DOWNTIME_SQL = """
                       THEN 1 ELSE 0 END AS entered,
                -- Intervals summed, their seconds taken once: extract() per row (numeric)
                -- was most of the statement's time.
-               coalesce(extract(epoch FROM sum(greatest(
+               CAST(coalesce(extract(epoch FROM sum(greatest(
                    least(coalesce(next_at, horizon.at), horizon.at)
                    - least(changed_at, horizon.at), interval '0'))
-                   FILTER (WHERE to_status <> '{healthy}')), 0) AS inside_seconds,
+                   FILTER (WHERE to_status <> '{healthy}')), 0) AS float8) AS inside_seconds,
                min(changed_at) AS first_at,
                -- An incident open before start that a change exactly at start ends does not
                -- overlap the window.
@@ -327,10 +327,13 @@ _DOWNTIME_SQL = """
                 WHEN state.checked_at < :end THEN state.status
                 ELSE before.to_status
            END AS at_start,
-           per_service.entered, per_service.inside_seconds, per_service.healed_at_start,
-           extract(epoch FROM greatest(
+           coalesce(per_service.entered, 0) AS entered,
+           coalesce(per_service.inside_seconds, 0) AS inside_seconds,
+           per_service.healed_at_start,
+           -- float8, not numeric: loading 5,000 Decimals cost more than the statement.
+           CAST(extract(epoch FROM greatest(
                least(coalesce(per_service.first_at, horizon.at), horizon.at)
-               - CAST(:start AS timestamptz), interval '0')) AS leading_seconds
+               - CAST(:start AS timestamptz), interval '0')) AS float8) AS leading_seconds
       FROM (SELECT DISTINCT unnest(CAST(:services AS text[])) AS service_name) AS names
       CROSS JOIN horizon
       LEFT JOIN per_service ON per_service.service_name = names.service_name
@@ -365,12 +368,11 @@ def downtime(
     with without_jit(session):
         rows = session.execute(statement, values).all()
     found = {}
-    for row in rows:
-        count, seconds = row.entered or 0, float(row.inside_seconds or 0)
-        if row.at_start is not None and row.at_start != _HEALTHY:
+    for name, at_start, count, seconds, healed_at_start, leading_seconds in rows:
+        if at_start is not None and at_start != _HEALTHY:
             # Not healthy at start: that incident overlaps unless a change at start ended it;
             # its time in the window runs up to the first change inside.
-            count += 0 if row.healed_at_start else 1
-            seconds += float(row.leading_seconds)
-        found[row.service_name] = Downtime(count, seconds)
+            count += 0 if healed_at_start else 1
+            seconds += leading_seconds
+        found[name] = Downtime(count, seconds)
     return found

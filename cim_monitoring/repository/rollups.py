@@ -139,20 +139,7 @@ def aggregate(
     ``BUCKET_WIDTH``, which is bound to ``bucket``. It is part of the cache key of the
     statement, so it must be a module-level function, not a fresh lambda per call.
     """
-    return aggregate_spans(
-        session, spans(start, end, grains), key=key, services=services, bucket=bucket
-    )
-
-
-def aggregate_spans(
-    session: Session,
-    covered: Sequence[Span],
-    *,
-    key: KeyOf,
-    services: Sequence[str] | None,
-    bucket: timedelta | None = None,
-) -> dict[Hashable, Aggregate]:
-    """:func:`aggregate` over the given spans (as :func:`spans` makes them) only."""
+    covered = spans(start, end, grains)
     if not covered:
         return {}
     query = _statement(tuple(grain for grain, _, _ in covered), key, services is not None)
