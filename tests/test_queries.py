@@ -36,6 +36,28 @@ def test_latest_status_per_service(face: Face) -> None:
     assert face.latest_status([]) == []
 
 
+def test_latest_status_orders_by_code_point_as_service_stats_does_in_any_time_zone(
+    face: Face,
+) -> None:
+    # A linguistic collation would put "a-b" after "ab" and "B" after "a".
+    names = ["b", "B", "ab", "a-b", "a_b", "Z", "\u00e9t\u00e9"]
+    face.record_checks(
+        [
+            {"service_name": name, "status": "healthy", "created_at": T0 + index * DAY}
+            for index, name in enumerate(names)
+        ]
+    )
+    face.execute(text("SET LOCAL TimeZone = 'America/New_York'"))
+    latest = face.latest_status()
+    assert [s.service_name for s in latest] == sorted(names)
+    stats = face.service_stats(start=T0, end=T0 + 30 * DAY)
+    assert [s.service_name for s in stats] == sorted(names)
+    assert {s.service_name: s.created_at for s in latest} == {
+        name: T0 + index * DAY for index, name in enumerate(names)
+    }
+    assert all(s.created_at.tzinfo is UTC for s in latest)
+
+
 def test_latest_status_of_nothing(face: Face) -> None:
     assert face.latest_status() == []
 

@@ -44,6 +44,23 @@ def test_a_trusted_row_is_the_validated_row(
             assert value.tzinfo is UTC, name
 
 
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("2024-01-01 09:00:00+00", datetime(2024, 1, 1, 9, tzinfo=UTC)),
+        ("2024-01-01 09:00:00.5+00", datetime(2024, 1, 1, 9, 0, 0, 500000, tzinfo=UTC)),
+        ("0999-12-31 23:59:59.000001+00", datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=UTC)),
+    ],
+)
+def test_a_moment_as_utc_text_is_an_aware_utc_datetime(text: str, moment: datetime) -> None:
+    # What a query reading a moment through utc_text() loads (latest_status does).
+    [trusted] = trusted_rows(ServiceStatus, [("db", "healthy", 12, text)])
+    assert trusted == ServiceStatus(
+        service_name="db", status="healthy", latency_ms=12, created_at=moment
+    )
+    assert trusted.created_at.tzinfo is UTC
+
+
 def test_trusted_outputs_stay_frozen_and_copies_do_not_share_their_fields() -> None:
     first, second = trusted_rows(ServiceStatus, [ROWS[0][1], ROWS[1][1]])
     with pytest.raises(ValidationError, match="frozen"):

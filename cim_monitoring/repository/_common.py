@@ -8,7 +8,8 @@ from datetime import datetime
 from time import perf_counter
 from typing import cast
 
-from sqlalchemy import ColumnElement, DateTime, Table, func, literal, text
+from sqlalchemy import ColumnElement, DateTime, Table, Text, func, literal, text
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from cim_monitoring.models import (
@@ -31,6 +32,14 @@ def at(now: datetime | None) -> ColumnElement[datetime]:
     if now is None:
         return func.now()
     return literal(now, DateTime(timezone=True))
+
+
+def utc_text(moment: ColumnElement[datetime]) -> ColumnElement[str]:
+    """``moment`` as ISO 8601 text in UTC (``2024-01-01 09:00:00.5+00``), for
+    ``trusted_rows``: ``datetime.fromisoformat`` makes it an aware UTC datetime five times
+    faster than psycopg loads a timestamptz in the connection's zone and ``astimezone`` moves
+    it back to UTC. The text is the ISO DateStyle's, which psycopg needs for any moment."""
+    return sql_cast(moment.op("AT TIME ZONE")(literal("UTC")), Text) + literal("+00")
 
 
 # Evaluated left to right: the value before, then the change, local to the transaction.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypeVar, get_args
 
@@ -28,6 +28,7 @@ OutT = TypeVar("OutT", bound=_Out)
 _SLOTS = BaseModel.__dict__
 _BUILDER_NAMESPACE = {
     "UTC": UTC,
+    "from_iso": datetime.fromisoformat,
     "new": object.__new__,
     "set_values": _SLOTS["__dict__"].__set__,
     "set_fields_set": _SLOTS["__pydantic_fields_set__"].__set__,
@@ -40,7 +41,8 @@ def trusted_rows(model: type[OutT], rows: Iterable[Sequence[Any]]) -> list[OutT]
     """``rows``, each holding the values of ``model``'s fields in their order, as instances of
     ``model``, without validation: only for rows read back from our own tables, whose
     constraints hold what validation would check (validating 5,000 rows took several times
-    as long as fetching them). Moments are still converted to UTC, as validation does."""
+    as long as fetching them). Moments are still converted to UTC, as validation does. A
+    moment may also come as ISO 8601 text with a zero offset (``repository._common.utc_text``)."""
     built: list[OutT] = _builder(model)(rows)
     return built
 
@@ -61,7 +63,8 @@ def _builder(model: type[_Out]) -> Callable[[Iterable[Sequence[Any]]], list[Any]
         "    append = found.append",
         f"    for {', '.join(locals_)}, in rows:",
         *(
-            f"        if {value} is not None and {value}.tzinfo is not UTC: "
+            f"        if type({value}) is str: {value} = from_iso({value})\n"
+            f"        elif {value} is not None and {value}.tzinfo is not UTC: "
             f"{value} = {value}.astimezone(UTC)"
             for name, value in zip(names, locals_, strict=True)
             if name in moments
