@@ -51,9 +51,11 @@ def seed(face: Face) -> None:
     face.record_checks(rows)
 
 
-def assert_estimates_exact(face: Face, start: datetime, end: datetime) -> None:
-    estimated = face.service_stats(start=start, end=end)
-    exact = face.service_stats(start=start, end=end, exact=True)
+def assert_estimates_exact(
+    face: Face, start: datetime, end: datetime, services: list[str] | None = None
+) -> None:
+    estimated = face.service_stats(start=start, end=end, services=services)
+    exact = face.service_stats(start=start, end=end, services=services, exact=True)
     assert [s.model_dump(exclude=set(PERCENTILES)) for s in estimated] == [
         s.model_dump(exclude=set(PERCENTILES)) for s in exact
     ]
@@ -107,3 +109,22 @@ def test_a_backfill_before_a_services_oldest_total_keeps_windows_exact(face: Fac
         )
         for start, end in WINDOWS:
             assert_estimates_exact(face, start, end)
+
+
+def test_a_window_ending_after_the_newest_check_of_its_day_counts_its_last_hour(
+    face: Face,
+) -> None:
+    """With nothing from end to midnight, end's partial hour and day are read from the totals
+    and the day's rollup, not raw rows; a check landing there switches back to raw rows."""
+    start, end = NOW - 3 * DAY + timedelta(minutes=5), NOW - 4 * HOUR - timedelta(minutes=30)
+    with face.rolled_back():
+        seed(face)
+        # 'late' checked last at 19:07, inside end's hour; 'api' goes on until midnight.
+        for services in (["late"], ["late", "gone"], None):
+            assert_estimates_exact(face, start, end, services)
+        face.record_checks(
+            [{"service_name": "late", "status": "down", "latency_ms": 1, "created_at": end}]
+        )
+        assert_estimates_exact(face, start, end, ["late"])
+        [late] = face.service_stats(start=start, end=end, services=["late"])
+        assert late.down == 0

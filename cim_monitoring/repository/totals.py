@@ -20,9 +20,22 @@ from functools import cache
 from operator import add, sub
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, TextClause, text
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    Text,
+    TextClause,
+    any_,
+    bindparam,
+    exists,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from cim_monitoring.repository._common import CHECKS
 from cim_monitoring.repository.rollups import (
     BOUNDS_SQL,
     DAY,
@@ -30,6 +43,7 @@ from cim_monitoring.repository.rollups import (
     TIME_COLUMNS,
     Aggregate,
     aggregate,
+    ceil,
     spans,
 )
 from cim_monitoring.vocabulary import HEALTH_STATUSES
@@ -50,13 +64,23 @@ def by_service(
         )
     ((low, high),) = whole
     edges = [(edge_low, edge_high) for grain, edge_low, edge_high in covered if grain is None]
+    high_hour = _hour_before(high)
+    names = list(services) if services is not None else None
+    day_after = _day_after(end)
+    if day_after is not None and not _checked_later(session, end, day_after, names):
+        # Nothing from end to the end of its day (a dashboard's window ending now): the checks
+        # of [low, end) are those of [low, day_after). That whole part's newest totals row is
+        # most often of the hour holding end, its extremes come from end's daily rollup instead
+        # of the day's hours, and the raw rows of end's partial hour are not read.
+        high, high_hour = day_after, _hour_before(ceil(end, HOUR))
+        edges = [(edge_low, edge_high) for edge_low, edge_high in edges if edge_high <= low]
     inner = spans(low, high, (DAY, HOUR))
     values: dict[str, Any] = {
         "low": low,
         "high": high,
         "low_hour": _hour_before(low),
-        "high_hour": _hour_before(high),
-        "services": list(services) if services is not None else None,
+        "high_hour": high_hour,
+        "services": names,
     }
     for index, (_, span_low, span_high) in enumerate(inner):
         values[f"low_{index}"], values[f"high_{index}"] = span_low, span_high
@@ -67,6 +91,38 @@ def by_service(
     )
     # all(): iterating the result would fetch row by row.
     return {row[0]: _window(row) for row in session.execute(statement, values).all()}
+
+
+_IN_REST_OF_DAY = (
+    CHECKS.c.created_at >= bindparam("end"),
+    CHECKS.c.created_at < bindparam("day_after"),
+)
+_CHECKED_LATER = select(exists().where(*_IN_REST_OF_DAY))
+_CHECKED_LATER_OF = select(
+    exists().where(
+        *_IN_REST_OF_DAY,
+        CHECKS.c.service_name == any_(bindparam("services", type_=ARRAY(Text()))),
+    )
+)
+
+
+def _checked_later(
+    session: Session, end: datetime, day_after: datetime, services: list[str] | None
+) -> bool:
+    """Whether any check (of ``services``) lies in ``[end, day_after)``: one descent of the
+    time index of end's day."""
+    values: dict[str, Any] = {"end": end, "day_after": day_after}
+    if services is None:
+        return bool(session.execute(_CHECKED_LATER, values).scalar_one())
+    return bool(session.execute(_CHECKED_LATER_OF, values | {"services": services}).scalar_one())
+
+
+def _day_after(moment: datetime) -> datetime | None:
+    """The first midnight from ``moment`` on; None past the calendar's end."""
+    try:
+        return ceil(moment, DAY)
+    except OverflowError:
+        return None
 
 
 def _hour_before(moment: datetime) -> datetime | None:
