@@ -293,14 +293,15 @@ _DOWNTIME_SQL = """
         SELECT c.service_name, c.changed_at, c.check_id, c.from_status, c.to_status,
                c.to_status <> '{healthy}'
                    AND (c.from_status IS NULL OR c.from_status = '{healthy}') AS entering,
-               lead(c.changed_at) OVER (PARTITION BY c.service_name
-                                        ORDER BY c.changed_at, c.check_id) AS next_at
+               lead(c.changed_at) OVER in_order AS next_at,
+               first_value(c.from_status) OVER in_order AS first_from
           FROM service_health_changes AS c
          WHERE c.changed_at >= :start AND c.changed_at < :end {named}
+        WINDOW in_order AS (PARTITION BY c.service_name ORDER BY c.changed_at, c.check_id)
     ),
     per_service AS (
-        SELECT service_name,
-               (array_agg(from_status ORDER BY changed_at, check_id))[1] AS from_status,
+        -- first_from is the same on every row of a service (NULL for its first check ever).
+        SELECT service_name, max(first_from) AS from_status,
                count(*) FILTER (WHERE entering AND changed_at > :start)
                -- Of incidents begun exactly at start, only one still open after the last
                -- change at start overlaps the window (the others ended at start).
