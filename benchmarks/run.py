@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks import ingest, role
+from benchmarks.measure import machine_speed
 from benchmarks.operations import Row, queries, run_purge, run_query
 from cim_monitoring import make_engine, make_session_factory, migrations, record_checks
 from workbench import fleet
@@ -134,7 +135,11 @@ def main() -> None:
     engine = role.app_engine(arguments.database_url, pool_size=1, max_overflow=0)
     factory = make_session_factory(engine)
 
-    results = [run_query(engine, factory, query, 20 if quick else 50) for query in queries(data)]
+    scale = machine_speed(factory)
+    print(f"machine speed: {scale:.2f} times as long as where the targets were set")
+    results = [
+        run_query(engine, factory, query, 20 if quick else 50) for query in queries(data, scale)
+    ]
     bulk_rows = ingest.probes(20_000 if quick else 200_000, end)
     results += ingest_rows(make_session_factory(superuser), factory, bulk_rows, 3 if quick else 5)
     single_rows = ingest.probes(100 if quick else 400, end + timedelta(days=1))
@@ -159,6 +164,7 @@ def main() -> None:
         results,
         rows=data.rows,
         days=data.days,
+        speed=scale,
     )
 
 
