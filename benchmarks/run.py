@@ -154,7 +154,7 @@ def main() -> None:
             "INSERT ... RETURNING + rollup trigger, COMMIT",
         )
     )
-    results.append(run_purge(engine, factory, data, 3))
+    results.append(run_purge(engine, factory, data, 3, scale))
     engine.dispose()
     print(table(results))
     write(

@@ -9,13 +9,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from cim_monitoring import Incident, ServiceStats, ServiceStatus, StatusChange
+from cim_monitoring import HealthCheckOut, Incident, ServiceStats, ServiceStatus, StatusChange
 from cim_monitoring.schemas.outputs import trusted_rows
 
 PARIS = datetime(2024, 6, 1, 14, 30, tzinfo=ZoneInfo("Europe/Paris"))
 ROWS: list[tuple[type[BaseModel], tuple[object, ...]]] = [
     (ServiceStatus, ("api", "down", None, PARIS)),
     (ServiceStatus, ("db", "healthy", 12, datetime(2024, 1, 1, tzinfo=UTC))),
+    (HealthCheckOut, (7, "api", "down", None, {"code": 503, "body": ["x"]}, "timeout", PARIS)),
+    (HealthCheckOut, (8, "db", "healthy", 3, {}, None, datetime(2024, 1, 1, tzinfo=UTC))),
     (StatusChange, ("api", PARIS, None, "down")),
     (ServiceStats, ("api", 4, 2, 1, 1, 0.5, 10, 20, 30, 40, 2, 12.5)),
     (ServiceStats, ("idle", 0, 0, 0, 0, None, None, None, None, None, 0, 0.0)),

@@ -35,11 +35,12 @@ _IN_RANGE = (
 )
 _NEWEST_FIRST = (CHECKS.c.created_at.desc(), CHECKS.c.id.desc())
 _LIMIT = bindparam("limit", type_=Integer())
-_FIRST_PAGE = select(CHECKS).where(*_IN_RANGE).order_by(*_NEWEST_FIRST).limit(_LIMIT)
+# The columns in the order of the output's fields, for trusted_rows.
+_PAGE = select(*(CHECKS.c[name] for name in HealthCheckOut.model_fields))
+_FIRST_PAGE = _PAGE.where(*_IN_RANGE).order_by(*_NEWEST_FIRST).limit(_LIMIT)
 _BEFORE_AT = bindparam("before_at", type_=CHECKS.c.created_at.type)
 _NEXT_PAGE = (
-    select(CHECKS)
-    .where(
+    _PAGE.where(
         *_IN_RANGE,
         # The plain bound lets the index range stop at the cursor; the row comparison then
         # only separates checks that share its timestamp.
@@ -93,7 +94,9 @@ def check_history(
     if params.before is not None:
         query = _NEXT_PAGE
         values |= {"before_at": params.before.created_at, "before_id": params.before.id}
-    return [HealthCheckOut.model_validate(row) for row in session.execute(query, values)]
+    # Our own rows: built without validating them again (a page of 100 cost more to validate
+    # than to fetch).
+    return trusted_rows(HealthCheckOut, session.execute(query, values).all())
 
 
 def database_now(session: Session) -> datetime:
