@@ -150,14 +150,19 @@ def aggregate(
     return {row.k: _aggregate(row) for row in session.execute(query, values).all()}
 
 
+def add_pairs(cells: list[int], buckets: Sequence[int], counts: Sequence[int]) -> None:
+    """Add sparse (bucket, count) pairs, buckets numbered from 1 as ``width_bucket`` numbers
+    them, into ``cells``, extending it as needed."""
+    if buckets and (top := max(buckets)) > len(cells):
+        cells += [0] * (top - len(cells))
+    for bucket, count in zip(buckets, counts, strict=True):
+        cells[bucket - 1] += count
+
+
 def _aggregate(row: Row[Any]) -> Aggregate:
-    # The rollups' histograms come summed cell by cell; the raw edges as sparse (bucket, count)
-    # pairs, numbered from 1.
+    # The rollups' histograms come summed cell by cell; the raw edges as sparse pairs.
     cells = list(row.histogram) if row.histogram is not None else []
-    for index, count in zip(row.indexes or (), row.counts or (), strict=True):
-        if index > len(cells):
-            cells += [0] * (index - len(cells))
-        cells[index - 1] += count
+    add_pairs(cells, row.indexes or (), row.counts or ())
     return Aggregate(
         healthy=row.healthy,
         degraded=row.degraded,

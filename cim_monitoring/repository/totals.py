@@ -42,6 +42,7 @@ from cim_monitoring.repository.rollups import (
     HOUR,
     TIME_COLUMNS,
     Aggregate,
+    add_pairs,
     aggregate,
     ceil,
     spans,
@@ -236,12 +237,15 @@ _LAST_BEFORE = """
 """
 # Whole hours and edges together, for services with checks in either. The histograms come as
 # bigint[] (psycopg loads them in C); Python subtracts and adds them.
-_WINDOW = """
-    WITH extremes AS (
+_EXTREMES_BY_SERVICE = """
+    extremes AS (
         SELECT service_name, min(low) AS low, max(high) AS high
           FROM ({parts}) AS parts
          GROUP BY service_name
-    ),
+    )
+"""
+_WINDOW = """
+    WITH {extremes},
     whole AS ({whole}),
     edges AS ({edges})
     SELECT coalesce(whole.service_name, edges.service_name) AS service_name,
@@ -253,11 +257,7 @@ _WINDOW = """
       FROM whole FULL JOIN edges ON edges.service_name = whole.service_name
 """
 _WINDOW_WITHOUT_EDGES = """
-    WITH extremes AS (
-        SELECT service_name, min(low) AS low, max(high) AS high
-          FROM ({parts}) AS parts
-         GROUP BY service_name
-    )
+    WITH {extremes}
     SELECT whole.*, NULL AS buckets, NULL AS counts FROM ({whole}) AS whole
 """
 _STATUSES = dict(zip(("healthy", "degraded", "down"), HEALTH_STATUSES, strict=True))
@@ -269,23 +269,27 @@ _NAMED = "AND service_name = ANY (CAST(:services AS text[]))"
 @cache
 def _statement(shape: tuple[Any, ...], edges: int, *, filtered: bool) -> TextClause:
     named = _NAMED if filtered else ""
-    parts = " UNION ALL ".join(
-        _EXTREMES.format(
-            table=_ROLLUP_TABLES[grain], column=TIME_COLUMNS[grain], index=index, named=named
+    extremes = _EXTREMES_BY_SERVICE.format(
+        parts=" UNION ALL ".join(
+            _EXTREMES.format(
+                table=_ROLLUP_TABLES[grain], column=TIME_COLUMNS[grain], index=index, named=named
+            )
+            for index, grain in enumerate(shape)
         )
-        for index, grain in enumerate(shape)
     )
     whole = _WHOLE.format(
         last_before_high=_LAST_BEFORE.format(found="hi_hour", bound="high", alias="hi"),
         last_before_low=_LAST_BEFORE.format(found="lo_hour", bound="low", alias="lo"),
     )
     if not edges:
-        return text(_WINDOW_WITHOUT_EDGES.format(parts=parts, whole=whole))
+        return text(_WINDOW_WITHOUT_EDGES.format(extremes=extremes, whole=whole))
     edge_parts = " UNION ALL ".join(
         _EDGE.format(index=index, named=named, bounds=BOUNDS_SQL, **_STATUSES)
         for index in range(edges)
     )
-    return text(_WINDOW.format(parts=parts, whole=whole, edges=_EDGES.format(parts=edge_parts)))
+    return text(
+        _WINDOW.format(extremes=extremes, whole=whole, edges=_EDGES.format(parts=edge_parts))
+    )
 
 
 def _window(row: Row[Any]) -> Aggregate:
@@ -300,10 +304,7 @@ def _window(row: Row[Any]) -> Aggregate:
     if own:
         cells = _plus(cells, own)
     if buckets:
-        if (top := max(buckets)) > len(cells):
-            cells += [0] * (top - len(cells))
-        for bucket, count in zip(buckets, counts, strict=True):
-            cells[bucket - 1] += count
+        add_pairs(cells, buckets, counts)
     return Aggregate(healthy, degraded, down, low, high, cells)
 
 
